@@ -1,0 +1,203 @@
+//! Usage reporting: a bounded queue of records sent in batches from the root context's
+//! tick, each batch retried with backoff until the control plane acknowledges it. The
+//! control plane applies each `request_id` once, so resending is always safe.
+
+use crate::protocol::{UsageBatch, UsageRecord};
+use std::collections::VecDeque;
+
+const BACKOFF_START_MS: u64 = 250;
+const BACKOFF_MAX_MS: u64 = 30_000;
+
+/// What became of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// 200: applied (or recognised as already applied).
+    Acknowledged,
+    /// The control plane refused the batch as malformed (4xx other than 401/408/429):
+    /// resending cannot help, so it is dropped and counted.
+    Rejected,
+    /// No answer, timeout, 5xx, 401, 408, 429: resend later.
+    Failed,
+}
+
+impl ReportOutcome {
+    pub fn from_status(status: Option<u16>) -> ReportOutcome {
+        match status {
+            Some(200) => ReportOutcome::Acknowledged,
+            Some(401 | 408 | 429) => ReportOutcome::Failed,
+            Some(s) if (400..500).contains(&s) => ReportOutcome::Rejected,
+            _ => ReportOutcome::Failed,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Reporter {
+    queue: VecDeque<UsageRecord>,
+    in_flight: Vec<UsageRecord>,
+    sending: bool,
+    next_attempt_ms: u64,
+    backoff_ms: u64,
+    max_batch: usize,
+    max_buffered: usize,
+    /// Records lost to a full buffer or a rejected batch. Exposed as a metric.
+    pub dropped: u64,
+    /// Records acknowledged by the control plane.
+    pub acknowledged: u64,
+}
+
+impl Reporter {
+    pub fn new(max_batch: usize, max_buffered: usize) -> Self {
+        Reporter {
+            queue: VecDeque::new(),
+            in_flight: Vec::new(),
+            sending: false,
+            next_attempt_ms: 0,
+            backoff_ms: 0,
+            max_batch: max_batch.max(1),
+            max_buffered: max_buffered.max(1),
+            dropped: 0,
+            acknowledged: 0,
+        }
+    }
+
+    pub fn push(&mut self, record: UsageRecord) {
+        if self.queue.len() + self.in_flight.len() >= self.max_buffered {
+            self.queue.pop_front();
+            self.dropped += 1;
+        }
+        self.queue.push_back(record);
+    }
+
+    /// Records not yet acknowledged.
+    pub fn pending(&self) -> usize {
+        self.queue.len() + self.in_flight.len()
+    }
+
+    /// On a tick: the body of the next batch to send, if one is due.
+    pub fn next_batch(&mut self, proxy_id: &str, now_ms: u64) -> Option<Vec<u8>> {
+        if self.sending || now_ms < self.next_attempt_ms {
+            return None;
+        }
+        if self.in_flight.is_empty() {
+            let n = self.queue.len().min(self.max_batch);
+            self.in_flight.extend(self.queue.drain(..n));
+        }
+        if self.in_flight.is_empty() {
+            return None;
+        }
+        let body = serde_json::to_vec(&UsageBatch {
+            proxy_id,
+            records: &self.in_flight,
+        })
+        .ok()?;
+        self.sending = true;
+        Some(body)
+    }
+
+    /// The dispatch itself failed (no call was made).
+    pub fn send_failed(&mut self, now_ms: u64) {
+        self.on_outcome(ReportOutcome::Failed, now_ms);
+    }
+
+    pub fn on_outcome(&mut self, outcome: ReportOutcome, now_ms: u64) {
+        self.sending = false;
+        match outcome {
+            ReportOutcome::Acknowledged => {
+                self.acknowledged += self.in_flight.len() as u64;
+                self.in_flight.clear();
+                self.backoff_ms = 0;
+                self.next_attempt_ms = 0;
+            }
+            ReportOutcome::Rejected => {
+                self.dropped += self.in_flight.len() as u64;
+                self.in_flight.clear();
+            }
+            ReportOutcome::Failed => {
+                // Keep the same batch: same records, same request ids, resent as is.
+                self.backoff_ms = (self.backoff_ms * 2).clamp(BACKOFF_START_MS, BACKOFF_MAX_MS);
+                self.next_attempt_ms = now_ms.saturating_add(self.backoff_ms);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u64) -> UsageRecord {
+        UsageRecord {
+            request_id: format!("r{n}"),
+            lease_id: Some("l".into()),
+            user_id: 1,
+            provider: "openai",
+            model: "m".into(),
+            input_tokens: n,
+            output_tokens: 0,
+            total_tokens: n,
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+            status: 200,
+            estimated: false,
+            priority: "normal",
+            project_id: None,
+            privacy: "standard",
+            ts_ms: 0,
+        }
+    }
+
+    fn ids(body: &[u8]) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["request_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn batches_retries_same_records_with_backoff_until_acknowledged() {
+        let mut r = Reporter::new(2, 100);
+        for n in 0..3 {
+            r.push(record(n));
+        }
+        let first = r.next_batch("p", 0).unwrap();
+        assert_eq!(ids(&first), ["r0", "r1"]);
+        assert!(
+            r.next_batch("p", 0).is_none(),
+            "one batch in flight at a time"
+        );
+        r.on_outcome(ReportOutcome::from_status(None), 0);
+        assert!(r.next_batch("p", 100).is_none(), "backing off");
+        let retry = r.next_batch("p", 250).unwrap();
+        assert_eq!(
+            ids(&retry),
+            ["r0", "r1"],
+            "a retry resends the same request ids"
+        );
+        r.on_outcome(ReportOutcome::from_status(Some(503)), 250);
+        assert!(
+            r.next_batch("p", 700).is_none(),
+            "backoff doubled to 500 ms"
+        );
+        assert!(r.next_batch("p", 750).is_some());
+        r.on_outcome(ReportOutcome::from_status(Some(200)), 750);
+        assert_eq!(ids(&r.next_batch("p", 750).unwrap()), ["r2"]);
+        r.on_outcome(ReportOutcome::Acknowledged, 751);
+        assert_eq!((r.acknowledged, r.pending(), r.dropped), (3, 0, 0));
+    }
+
+    #[test]
+    fn full_buffer_and_rejections_are_counted() {
+        let mut r = Reporter::new(10, 2);
+        for n in 0..5 {
+            r.push(record(n));
+        }
+        assert_eq!((r.pending(), r.dropped), (2, 3));
+        assert_eq!(ids(&r.next_batch("p", 0).unwrap()), ["r3", "r4"]);
+        r.on_outcome(ReportOutcome::from_status(Some(422)), 0);
+        assert_eq!((r.pending(), r.dropped), (0, 5));
+    }
+}
