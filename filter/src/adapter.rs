@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::gateway::{
-    Gateway, HeadersOutcome, LeaseFetch, RequestHeaders, WaiterOutcome, ALFRED_HEADERS,
+    BodyAction, Gateway, HeadersOutcome, LeaseFetch, RequestHeaders, WaiterOutcome, ALFRED_HEADERS,
 };
 use crate::ids::IdGen;
 use crate::key::{self, KEY_HEADERS};
@@ -90,6 +90,7 @@ fn apply_waiter_outcomes(outcomes: Vec<(u32, WaiterOutcome)>, current: u32) {
         }
         let result = match outcome {
             WaiterOutcome::Resume => hostcalls::resume_http_request(),
+            WaiterOutcome::AwaitBody => Ok(()),
             WaiterOutcome::Respond(reply) => {
                 let headers: Vec<(&str, &str)> = reply
                     .headers
@@ -283,7 +284,7 @@ impl Context for Request {
 }
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let now = now_ms();
         let path = self.get_http_request_header(":path").unwrap_or_default();
         let key_values: Vec<(&str, Option<String>)> = KEY_HEADERS
@@ -309,26 +310,39 @@ impl HttpContext for Request {
             priority: priority.as_deref(),
             privacy: privacy.as_deref(),
             project_id: project_id.as_deref(),
+            has_body: !end_of_stream,
         };
 
         let mut shared = self.gateway.borrow_mut();
         let Some(gateway) = shared.as_mut() else {
             drop(shared);
-            self.respond(&crate::reply::Refusal::GovernanceUnavailable.reply("unconfigured"));
+            self.respond(
+                &crate::reply::Refusal::GovernanceUnavailable
+                    .reply("unconfigured", crate::usage::Family::OpenAi),
+            );
             return Action::Pause;
         };
         match gateway.on_request_headers(self.context_id, headers, now) {
-            HeadersOutcome::Forward { credential } => {
+            HeadersOutcome::Forward {
+                credential,
+                inspect_body,
+            } => {
                 drop(shared);
                 self.swap_credentials(&credential);
-                Action::Continue
+                if inspect_body {
+                    Action::Pause // until the body is read
+                } else {
+                    Action::Continue
+                }
             }
             HeadersOutcome::Respond(reply) => {
                 drop(shared);
                 self.respond(&reply);
                 Action::Pause
             }
-            HeadersOutcome::Wait { credential, fetch } => {
+            HeadersOutcome::Wait {
+                credential, fetch, ..
+            } => {
                 let sent = fetch.map(|LeaseFetch { key_hash, body }| {
                     match call_control_plane(self, gateway.config(), LEASES_PATH, &body) {
                         Ok(token) => Ok((token, key_hash)),
@@ -349,6 +363,36 @@ impl HttpContext for Request {
                 drop(shared);
                 self.swap_credentials(&credential);
                 apply_waiter_outcomes(outcomes, self.context_id);
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let action = match self.gateway.borrow_mut().as_mut() {
+            Some(gateway) => {
+                gateway.on_request_body(self.context_id, body_size, end_of_stream, || {
+                    self.get_http_request_body(0, body_size)
+                })
+            }
+            None => BodyAction::Continue,
+        };
+        match action {
+            BodyAction::Continue => Action::Continue,
+            BodyAction::Buffer => Action::Pause,
+            BodyAction::Replace { body, proceed } => {
+                self.set_http_request_body(0, body_size, &body);
+                if self.get_http_request_header("content-length").is_some() {
+                    self.set_http_request_header("content-length", Some(&body.len().to_string()));
+                }
+                if proceed {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
+            }
+            BodyAction::Respond(reply) => {
+                self.respond(&reply);
                 Action::Pause
             }
         }
@@ -378,13 +422,22 @@ impl HttpContext for Request {
         } else {
             None
         };
-        if let Some(gateway) = self.gateway.borrow_mut().as_mut() {
-            if let Some(chunk) = chunk {
-                gateway.on_response_body(self.context_id, &chunk);
+        let replacement = match self.gateway.borrow_mut().as_mut() {
+            Some(gateway) => {
+                let replacement = gateway.on_response_body(
+                    self.context_id,
+                    chunk.as_deref().unwrap_or_default(),
+                    end_of_stream,
+                );
+                if end_of_stream {
+                    gateway.on_request_end(self.context_id, now_ms());
+                }
+                replacement
             }
-            if end_of_stream {
-                gateway.on_request_end(self.context_id, now_ms());
-            }
+            None => None,
+        };
+        if let Some(bytes) = replacement {
+            self.set_http_response_body(0, body_size, &bytes);
         }
         Action::Continue
     }

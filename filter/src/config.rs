@@ -26,6 +26,9 @@ pub struct Config {
     /// Most unsent usage records kept; beyond, the oldest are dropped and counted.
     #[serde(default = "default_max_buffered")]
     pub max_buffered_records: usize,
+    /// Largest request body read or held (bigger ones get 413 `request_too_large`).
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body_bytes: u64,
     /// Provider name → credential swapped in for the client key.
     pub providers: HashMap<String, Provider>,
 }
@@ -61,6 +64,9 @@ fn default_timeout_ms() -> u64 {
 }
 fn default_max_batch() -> usize {
     500
+}
+fn default_max_request_body() -> u64 {
+    32 * 1024 * 1024
 }
 fn default_max_buffered() -> usize {
     100_000

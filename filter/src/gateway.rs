@@ -5,13 +5,15 @@
 //! on every root tick, and turns the returned outcomes into host calls. Everything here
 //! is plain data and time passed in, so every path is unit-tested natively.
 
+use crate::body;
 use crate::config::Config;
 use crate::ids::IdGen;
 use crate::key::{self, ClientKey};
 use crate::protocol::{LeaseAnswer, LeaseRequest, UsageRecord};
 use crate::reply::{LocalReply, Refusal};
 use crate::reporter::{ReportOutcome, Reporter};
-use crate::usage::{estimate_tokens, ApiKind, UsageParser};
+use crate::strip::UsageChunkStripper;
+use crate::usage::{estimate_tokens, Api, Family, Format, Framing, Usage, UsageParser};
 use std::collections::HashMap;
 
 /// How long a refusal from the control plane (unknown key, suspended, exhausted) is
@@ -77,27 +79,39 @@ struct Admission {
 struct RequestState {
     request_id: String,
     key_hash: String,
-    api: ApiKind,
+    api: Api,
     estimate: u64,
     input_estimate: u64,
     priority: &'static str,
     privacy: &'static str,
     project_id: Option<String>,
     admission: Option<Admission>,
+    /// `model` of the request body, when the body was read.
+    request_model: Option<String>,
     status: u16,
     parser: Option<UsageParser>,
+    /// The body is read (and maybe rewritten) before the request goes upstream.
+    inspect_body: bool,
+    body_done: bool,
+    /// Set when Alfred added `include_usage` the client did not ask for.
+    stripper: Option<UsageChunkStripper>,
 }
 
 /// What the adapter does with a request's headers.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HeadersOutcome {
-    /// Swap the key for `credential` and forward now.
-    Forward { credential: (String, String) },
+    /// Swap the key for `credential` and forward now — or, with `inspect_body`, once the
+    /// body is read ([`Gateway::on_request_body`]).
+    Forward {
+        credential: (String, String),
+        inspect_body: bool,
+    },
     /// Swap the key for `credential`, then pause. When `fetch` is set, this context
     /// sends that lease request (`POST /internal/v1/leases`) and reports its answer.
     Wait {
         credential: (String, String),
         fetch: Option<LeaseFetch>,
+        inspect_body: bool,
     },
     /// Answer locally; nothing goes upstream.
     Respond(LocalReply),
@@ -114,6 +128,23 @@ pub struct LeaseFetch {
 #[derive(Debug, PartialEq, Eq)]
 pub enum WaiterOutcome {
     Resume,
+    /// Admitted, but its body is still being read: the end of the body lets it go.
+    AwaitBody,
+    Respond(LocalReply),
+}
+
+/// What the adapter does with (a part of) the request body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyAction {
+    /// Let the body through.
+    Continue,
+    /// Hold it (the request waits for its lease, or for the rest of the body).
+    Buffer,
+    /// Replace the whole buffered body; then continue, or keep waiting for the lease.
+    Replace {
+        body: Vec<u8>,
+        proceed: bool,
+    },
     Respond(LocalReply),
 }
 
@@ -125,6 +156,8 @@ pub struct RequestHeaders<'a> {
     pub priority: Option<&'a str>,
     pub privacy: Option<&'a str>,
     pub project_id: Option<&'a str>,
+    /// A body follows the headers.
+    pub has_body: bool,
 }
 
 pub struct Gateway {
@@ -164,17 +197,20 @@ impl Gateway {
         now_ms: u64,
     ) -> HeadersOutcome {
         let request_id = self.ids.request_id();
-        let Some(api) = ApiKind::from_path(headers.path) else {
-            return HeadersOutcome::Respond(Refusal::UnknownApi.reply(&request_id));
+        let Some(api) = Api::from_path(headers.path) else {
+            return HeadersOutcome::Respond(Refusal::UnknownApi.reply(&request_id, Family::OpenAi));
         };
+        let family = api.format.family();
         let client_key = match headers.key {
             ClientKey::Found(k) => k,
             ClientKey::Missing | ClientKey::Malformed => {
-                return HeadersOutcome::Respond(Refusal::InvalidApiKey.reply(&request_id));
+                return HeadersOutcome::Respond(Refusal::InvalidApiKey.reply(&request_id, family));
             }
         };
-        let Some(provider) = self.config.providers.get(api.provider()) else {
-            return HeadersOutcome::Respond(Refusal::ProviderNotConfigured.reply(&request_id));
+        let Some(provider) = self.config.providers.get(api.provider.name()) else {
+            return HeadersOutcome::Respond(
+                Refusal::ProviderNotConfigured.reply(&request_id, family),
+            );
         };
         let credential = (provider.auth_header.clone(), provider.auth_value.clone());
         let key_hash = key::hash(client_key);
@@ -185,6 +221,10 @@ impl Gateway {
             .saturating_add(input_estimate)
             .min(MAX_ESTIMATE);
         let priority = parse_priority(headers.priority);
+        let privacy = parse_privacy(headers.privacy);
+        let inspect_body = headers.has_body
+            && (api.format.has_include_usage()
+                || (privacy == "strict" && api.format == Format::OpenAiResponses));
         let mut state = RequestState {
             request_id,
             key_hash: key_hash.clone(),
@@ -192,24 +232,31 @@ impl Gateway {
             estimate,
             input_estimate,
             priority,
-            privacy: parse_privacy(headers.privacy),
+            privacy,
             project_id: parse_project(headers.project_id),
             admission: None,
+            request_model: None,
             status: 0,
             parser: None,
+            inspect_body,
+            body_done: false,
+            stripper: None,
         };
 
         let entry = self.users.entry(key_hash).or_default();
         if let Some((refusal, until)) = &entry.refusal {
             if now_ms < *until {
-                return HeadersOutcome::Respond(refusal.reply(&state.request_id));
+                return HeadersOutcome::Respond(refusal.reply(&state.request_id, family));
             }
             entry.refusal = None;
         }
         if let Some(lease) = entry.lease.as_mut().filter(|l| l.room(now_ms) > 0) {
             state.admission = Some(reserve(lease, estimate, now_ms));
             self.requests.insert(ctx, state);
-            return HeadersOutcome::Forward { credential };
+            return HeadersOutcome::Forward {
+                credential,
+                inspect_body,
+            };
         }
         let fetch = match &mut entry.fetch {
             Some(fetch) => {
@@ -230,7 +277,11 @@ impl Gateway {
             }
         };
         self.requests.insert(ctx, state);
-        HeadersOutcome::Wait { credential, fetch }
+        HeadersOutcome::Wait {
+            credential,
+            fetch,
+            inspect_body,
+        }
     }
 
     /// The lease request for `key_hash` was answered (`Err`: no usable answer: the call
@@ -289,15 +340,22 @@ impl Gateway {
             let Some(state) = self.requests.get_mut(&ctx) else {
                 continue;
             };
+            let family = state.api.format.family();
             let outcome = if let Some(refusal) = &refusal {
-                WaiterOutcome::Respond(refusal.reply(&state.request_id))
+                WaiterOutcome::Respond(refusal.reply(&state.request_id, family))
             } else if failed {
-                WaiterOutcome::Respond(Refusal::GovernanceUnavailable.reply(&state.request_id))
+                WaiterOutcome::Respond(
+                    Refusal::GovernanceUnavailable.reply(&state.request_id, family),
+                )
             } else {
                 match entry.lease.as_mut().filter(|l| l.room(now_ms) > 0) {
                     Some(lease) => {
                         state.admission = Some(reserve(lease, state.estimate, now_ms));
-                        WaiterOutcome::Resume
+                        if state.inspect_body && !state.body_done {
+                            WaiterOutcome::AwaitBody
+                        } else {
+                            WaiterOutcome::Resume
+                        }
                     }
                     // Earlier waiters took the whole grant.
                     None => WaiterOutcome::Respond(
@@ -305,7 +363,7 @@ impl Gateway {
                             budget_scope: "personal".into(),
                             retry_after_s: 1,
                         }
-                        .reply(&state.request_id),
+                        .reply(&state.request_id, family),
                     ),
                 }
             };
@@ -329,9 +387,8 @@ impl Gateway {
         };
         state.status = status;
         if (200..300).contains(&status) {
-            let streaming =
-                content_type.is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"));
-            state.parser = Some(UsageParser::new(state.api, streaming));
+            let framing = Framing::from_content_type(content_type);
+            state.parser = Some(UsageParser::new(state.api.format, framing));
         }
         let mut add = vec![("x-alfred-request-id", state.request_id.clone())];
         if let Some(admission) = &state.admission {
@@ -343,10 +400,93 @@ impl Gateway {
         add
     }
 
-    /// A chunk of the response body passed through.
-    pub fn on_response_body(&mut self, ctx: u32, chunk: &[u8]) {
-        if let Some(parser) = self.requests.get_mut(&ctx).and_then(|s| s.parser.as_mut()) {
+    /// The request body: `buffered` bytes so far, `read` gives them all. Called for each
+    /// part; the body is read once, at its end, when it is to be inspected.
+    pub fn on_request_body(
+        &mut self,
+        ctx: u32,
+        buffered: usize,
+        end_of_stream: bool,
+        read: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> BodyAction {
+        let Some(state) = self.requests.get_mut(&ctx) else {
+            return BodyAction::Continue;
+        };
+        let admitted = state.admission.is_some();
+        let holding = !admitted || (state.inspect_body && !state.body_done);
+        if holding && buffered as u64 > self.config.max_request_body_bytes {
+            let reply =
+                Refusal::RequestTooLarge.reply(&state.request_id, state.api.format.family());
+            self.release(ctx);
+            return BodyAction::Respond(reply);
+        }
+        if !end_of_stream {
+            return if holding {
+                BodyAction::Buffer
+            } else {
+                BodyAction::Continue
+            };
+        }
+        if state.inspect_body && !state.body_done {
+            state.body_done = true;
+            let rewrite = read()
+                .map(|b| body::rewrite(state.api.format, state.privacy == "strict", &b))
+                .unwrap_or_default();
+            state.request_model = rewrite.model;
+            if rewrite.strip_usage_chunk {
+                state.stripper = Some(UsageChunkStripper::default());
+            }
+            if let Some(body) = rewrite.body {
+                return BodyAction::Replace {
+                    body,
+                    proceed: admitted,
+                };
+            }
+        }
+        if admitted {
+            BodyAction::Continue
+        } else {
+            BodyAction::Buffer
+        }
+    }
+
+    /// A chunk of the response body passes through. Returns the bytes to send instead,
+    /// when they differ (the usage chunk Alfred asked for is removed).
+    pub fn on_response_body(
+        &mut self,
+        ctx: u32,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Option<Vec<u8>> {
+        let state = self.requests.get_mut(&ctx)?;
+        if let Some(parser) = state.parser.as_mut() {
             parser.feed(chunk);
+        }
+        let stripper = state.stripper.as_mut()?;
+        let mut out = stripper.filter(chunk);
+        if end_of_stream {
+            out.extend(stripper.flush());
+        }
+        (out != chunk).then_some(out)
+    }
+
+    /// Forget a request that never went upstream, returning its reservation.
+    fn release(&mut self, ctx: u32) {
+        let Some(state) = self.requests.remove(&ctx) else {
+            return;
+        };
+        match state.admission {
+            Some(admission) => {
+                if let Some(lease) = self
+                    .users
+                    .get_mut(&state.key_hash)
+                    .and_then(|e| e.lease.as_mut())
+                    .filter(|l| l.id == admission.lease_id)
+                {
+                    lease.consumed = lease.consumed.saturating_sub(admission.reserved);
+                }
+            }
+            None => self.abandon_wait(ctx, &state.key_hash),
         }
     }
 
@@ -361,36 +501,38 @@ impl Gateway {
             self.abandon_wait(ctx, &state.key_hash);
             return;
         };
-        let (usage, estimated, model) = match state.parser.as_mut() {
-            Some(parser) => {
-                let model = parser.model().map(str::to_owned);
-                match parser.finish() {
-                    Some(usage) => (usage, false, model),
-                    // A successful response that never said: estimate what was produced.
-                    None => (
-                        crate::usage::Usage {
-                            input: state.input_estimate,
-                            output: estimate_tokens(parser.body_bytes()),
-                            ..Default::default()
-                        },
-                        true,
-                        model,
-                    ),
-                }
-            }
+        let (usage, estimated) = match state.parser.as_mut() {
+            Some(parser) => match parser.finish() {
+                Some(usage) => (usage, false),
+                // A successful response that never said: estimate what was produced.
+                None => (
+                    Usage {
+                        input: state.input_estimate,
+                        output: estimate_tokens(parser.body_bytes()),
+                        ..Default::default()
+                    },
+                    true,
+                ),
+            },
             // No response at all after forwarding (cut before headers): the provider may
             // have read the prompt.
             None if state.status == 0 => (
-                crate::usage::Usage {
+                Usage {
                     input: state.input_estimate,
                     ..Default::default()
                 },
                 true,
-                None,
             ),
             // The provider answered with an error: it did no billable work.
-            None => (crate::usage::Usage::default(), false, None),
+            None => (Usage::default(), false),
         };
+        let model = state
+            .parser
+            .as_ref()
+            .and_then(|p| p.model())
+            .map(str::to_owned)
+            .or(state.api.path_model.take())
+            .or(state.request_model.take());
         let charged = usage.charged();
         if let Some(lease) = self
             .users
@@ -407,7 +549,7 @@ impl Gateway {
             request_id: state.request_id,
             lease_id: Some(admission.lease_id),
             user_id: admission.user_id,
-            provider: state.api.provider(),
+            provider: state.api.provider.name(),
             model: model.unwrap_or_default(),
             input_tokens: usage.input,
             output_tokens: usage.output,

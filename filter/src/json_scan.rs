@@ -31,6 +31,23 @@ pub enum Key {
     Message,
     Response,
     Type,
+    // Gemini
+    UsageMetadata,
+    PromptTokenCount,
+    CandidatesTokenCount,
+    TotalTokenCount,
+    CachedContentTokenCount,
+    ThoughtsTokenCount,
+    ModelVersion,
+    // Bedrock
+    InputTokensCamel,
+    OutputTokensCamel,
+    TotalTokensCamel,
+    CacheReadInputTokensCamel,
+    CacheWriteInputTokensCamel,
+    // Ollama
+    PromptEvalCount,
+    EvalCount,
 }
 
 impl Key {
@@ -54,6 +71,20 @@ impl Key {
             b"message" => Key::Message,
             b"response" => Key::Response,
             b"type" => Key::Type,
+            b"usageMetadata" => Key::UsageMetadata,
+            b"promptTokenCount" => Key::PromptTokenCount,
+            b"candidatesTokenCount" => Key::CandidatesTokenCount,
+            b"totalTokenCount" => Key::TotalTokenCount,
+            b"cachedContentTokenCount" => Key::CachedContentTokenCount,
+            b"thoughtsTokenCount" => Key::ThoughtsTokenCount,
+            b"modelVersion" => Key::ModelVersion,
+            b"inputTokens" => Key::InputTokensCamel,
+            b"outputTokens" => Key::OutputTokensCamel,
+            b"totalTokens" => Key::TotalTokensCamel,
+            b"cacheReadInputTokens" => Key::CacheReadInputTokensCamel,
+            b"cacheWriteInputTokens" => Key::CacheWriteInputTokensCamel,
+            b"prompt_eval_count" => Key::PromptEvalCount,
+            b"eval_count" => Key::EvalCount,
             _ => Key::Other,
         }
     }

@@ -5,7 +5,9 @@
 //! [`sse`]), reporting ([`reporter`]). The adapter is the only module that names
 //! `proxy_wasm`; it is compiled for the wasm target only.
 
+pub mod body;
 pub mod config;
+pub mod eventstream;
 pub mod gateway;
 pub mod ids;
 pub mod json_scan;
@@ -14,6 +16,7 @@ pub mod protocol;
 pub mod reply;
 pub mod reporter;
 pub mod sse;
+pub mod strip;
 pub mod usage;
 
 #[cfg(target_arch = "wasm32")]

@@ -25,6 +25,7 @@ fn headers(key: &str) -> RequestHeaders<'_> {
         priority: None,
         privacy: None,
         project_id: None,
+        has_body: false,
     }
 }
 
@@ -50,7 +51,7 @@ const CHAT: &[u8] = br#"{"id":"c","object":"chat.completion","model":"gpt-4o-min
 
 fn complete(g: &mut Gateway, ctx: u32, body: &[u8], now: u64) {
     g.on_response_headers(ctx, 200, Some("application/json"));
-    g.on_response_body(ctx, body);
+    g.on_response_body(ctx, body, true);
     g.on_request_end(ctx, now);
 }
 
@@ -64,7 +65,7 @@ fn sent_records(g: &mut Gateway, now: u64) -> Vec<serde_json::Value> {
 
 fn status_of(outcome: &WaiterOutcome) -> Option<u32> {
     match outcome {
-        WaiterOutcome::Resume => None,
+        WaiterOutcome::Resume | WaiterOutcome::AwaitBody => None,
         WaiterOutcome::Respond(r) => Some(r.status),
     }
 }
@@ -75,6 +76,7 @@ fn cold_user_waits_once_then_requests_are_served_from_the_lease() {
     let HeadersOutcome::Wait {
         credential: cred,
         fetch: Some(fetch),
+        ..
     } = g.on_request_headers(1, headers(KEY_A), 0)
     else {
         panic!("first request must wait for a lease")
@@ -95,7 +97,8 @@ fn cold_user_waits_once_then_requests_are_served_from_the_lease() {
         g.on_request_headers(2, headers(KEY_A), 1),
         HeadersOutcome::Wait {
             credential: credential(),
-            fetch: None
+            fetch: None,
+            inspect_body: false
         }
     );
 
@@ -109,12 +112,13 @@ fn cold_user_waits_once_then_requests_are_served_from_the_lease() {
     assert_eq!(
         g.on_request_headers(3, headers(KEY_A), 6),
         HeadersOutcome::Forward {
-            credential: credential()
+            credential: credential(),
+            inspect_body: false
         }
     );
     let added = g.on_response_headers(3, 200, Some("application/json"));
     assert_eq!(added[1], ("x-alfred-quota-remaining", "4400".to_string()));
-    g.on_response_body(3, CHAT);
+    g.on_response_body(3, CHAT, true);
     g.on_request_end(3, 7);
     g.on_request_end(3, 8); // on_log after end of stream: idempotent
     complete(&mut g, 1, CHAT, 9);
@@ -329,7 +333,7 @@ fn cut_stream_is_charged_an_estimate_and_marked() {
     g.on_lease_answer(&crate::key::hash(KEY_A), granted(1000, 60_000), 0);
     g.on_response_headers(1, 200, Some("text/event-stream; charset=utf-8"));
     let partial = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hello wor";
-    g.on_response_body(1, partial);
+    g.on_response_body(1, partial, false);
     g.on_request_end(1, 5); // client disconnected: on_log without end of stream
     let r = &sent_records(&mut g, 6)[0];
     assert_eq!(r["estimated"], true);
@@ -347,6 +351,7 @@ fn provider_error_charges_nothing_and_releases_the_reservation() {
     g.on_response_body(
         1,
         br#"{"error":{"message":"boom","usage":{"total_tokens":5}}}"#,
+        true,
     );
     g.on_request_end(1, 1);
     let r = &sent_records(&mut g, 2)[0];
@@ -391,4 +396,167 @@ fn sweep_forgets_idle_users_only() {
     g.sweep(5_000);
     assert_eq!(g.users.len(), 1);
     assert!(g.users.contains_key(&crate::key::hash(KEY_B)));
+}
+
+fn with_body(key: &str) -> RequestHeaders<'_> {
+    RequestHeaders {
+        has_body: true,
+        ..headers(key)
+    }
+}
+
+#[test]
+fn stream_without_include_usage_gets_it_and_the_client_never_sees_the_usage_chunk() {
+    let mut g = gateway();
+    let hash = crate::key::hash(KEY_A);
+    // Cold: waits for the lease and reads the body; the lease arrives first.
+    let HeadersOutcome::Wait {
+        inspect_body: true, ..
+    } = g.on_request_headers(1, with_body(KEY_A), 0)
+    else {
+        panic!("chat requests with a body are inspected")
+    };
+    assert_eq!(g.on_request_body(1, 10, false, || None), BodyAction::Buffer);
+    assert_eq!(
+        g.on_lease_answer(&hash, granted(1000, 60_000), 1),
+        vec![(1, WaiterOutcome::AwaitBody)]
+    );
+    let request = br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
+    let BodyAction::Replace {
+        body,
+        proceed: true,
+    } = g.on_request_body(1, request.len(), true, || Some(request.to_vec()))
+    else {
+        panic!("include_usage must be added")
+    };
+    let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+
+    g.on_response_headers(1, 200, Some("text/event-stream"));
+    let content =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n";
+    let usage = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":1,\"total_tokens\":5}}\n\n";
+    assert_eq!(
+        g.on_response_body(1, content.as_bytes(), false),
+        None,
+        "content passes untouched"
+    );
+    assert_eq!(
+        g.on_response_body(1, usage.as_bytes(), false),
+        Some(Vec::new()),
+        "usage chunk removed"
+    );
+    assert_eq!(g.on_response_body(1, b"data: [DONE]\n\n", true), None);
+    g.on_request_end(1, 2);
+    let r = &sent_records(&mut g, 3)[0];
+    assert_eq!(
+        (
+            r["total_tokens"].as_u64(),
+            r["model"].as_str(),
+            r["estimated"].as_bool()
+        ),
+        (Some(5), Some("gpt-4o-mini"), Some(false))
+    );
+}
+
+#[test]
+fn warm_request_body_is_read_before_forwarding_and_left_alone_when_fine() {
+    let mut g = gateway();
+    let hash = crate::key::hash(KEY_A);
+    g.on_request_headers(1, headers(KEY_A), 0);
+    g.on_lease_answer(&hash, granted(1000, 60_000), 0);
+    assert_eq!(
+        g.on_request_headers(2, with_body(KEY_A), 1),
+        HeadersOutcome::Forward {
+            credential: credential(),
+            inspect_body: true
+        }
+    );
+    assert_eq!(g.on_request_body(2, 5, false, || None), BodyAction::Buffer);
+    let request = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+    assert_eq!(
+        g.on_request_body(2, request.len(), true, || Some(request.to_vec())),
+        BodyAction::Continue
+    );
+    g.on_response_headers(2, 200, Some("text/event-stream"));
+    let usage = b"data: {\"choices\":[],\"usage\":{\"total_tokens\":5}}\n\n";
+    assert_eq!(
+        g.on_response_body(2, usage, true),
+        None,
+        "the client asked for usage: kept"
+    );
+}
+
+#[test]
+fn body_arriving_before_the_lease_waits_for_it() {
+    let mut g = gateway();
+    let hash = crate::key::hash(KEY_A);
+    let mut h = with_body(KEY_A);
+    h.path = "/v1/embeddings";
+    let HeadersOutcome::Wait {
+        inspect_body: false,
+        ..
+    } = g.on_request_headers(1, h, 0)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        g.on_request_body(1, 10, true, || None),
+        BodyAction::Buffer,
+        "held until the lease is in"
+    );
+    assert_eq!(
+        g.on_lease_answer(&hash, granted(1000, 60_000), 1),
+        vec![(1, WaiterOutcome::Resume)]
+    );
+    assert_eq!(
+        g.on_request_body(1, 10, true, || None),
+        BodyAction::Continue
+    );
+}
+
+#[test]
+fn oversized_body_is_413_and_returns_its_reservation() {
+    let mut g = gateway();
+    let hash = crate::key::hash(KEY_A);
+    g.on_request_headers(1, headers(KEY_A), 0);
+    g.on_lease_answer(&hash, granted(300, 60_000), 0);
+    complete(&mut g, 1, br#"{"usage":{"total_tokens":0}}"#, 0);
+    g.on_request_headers(2, with_body(KEY_A), 1); // reserves 200 of 300
+    let BodyAction::Respond(reply) = g.on_request_body(2, 33 * 1024 * 1024, false, || None) else {
+        panic!()
+    };
+    assert_eq!(reply.status, 413);
+    assert!(String::from_utf8_lossy(&reply.body).contains("request_too_large"));
+    // The 200 are free again: another request fits.
+    assert!(matches!(
+        g.on_request_headers(3, headers(KEY_A), 2),
+        HeadersOutcome::Forward { .. }
+    ));
+    assert!(matches!(
+        g.on_request_headers(4, headers(KEY_A), 2),
+        HeadersOutcome::Forward { .. }
+    ));
+}
+
+#[test]
+fn privacy_strict_sets_store_false() {
+    let mut g = gateway();
+    g.on_request_headers(1, headers(KEY_A), 0);
+    g.on_lease_answer(&crate::key::hash(KEY_A), granted(1000, 60_000), 0);
+    let mut h = with_body(KEY_A);
+    h.privacy = Some("strict");
+    g.on_request_headers(2, h, 1);
+    let request = br#"{"model":"m","messages":[]}"#;
+    let BodyAction::Replace {
+        body,
+        proceed: true,
+    } = g.on_request_body(2, request.len(), true, || Some(request.to_vec()))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["store"],
+        false
+    );
 }
