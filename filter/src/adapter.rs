@@ -4,15 +4,19 @@
 
 use crate::config::Config;
 use crate::gateway::{
-    BodyAction, Gateway, HeadersOutcome, LeaseFetch, RequestHeaders, WaiterOutcome, ALFRED_HEADERS,
+    BodyAction, Gateway, HeadersOutcome, LeaseFetch, RequestHeaders, Stats, WaiterOutcome,
+    ALFRED_HEADERS,
 };
 use crate::ids::IdGen;
 use crate::key::{self, KEY_HEADERS};
-use crate::protocol::{LeaseAnswer, LEASES_PATH, USAGE_PATH};
+use crate::lease_store::{self, CasMismatch, SharedStore};
+use crate::protocol::{LeaseAnswer, SyncAnswer, LEASES_PATH, SYNC_PATH, USAGE_PATH};
+use crate::reply::{LocalReply, Refusal};
+use crate::usage::Family;
 use log::{error, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -21,7 +25,16 @@ use std::time::{Duration, UNIX_EPOCH};
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(Root { context_id, gateway: Rc::new(RefCell::new(None)), calls: HashMap::new(), ticks: 0 })
+        Box::new(Root {
+            context_id,
+            gateway: Rc::new(RefCell::new(None)),
+            calls: HashMap::new(),
+            ticks: 0,
+            queue: None,
+            metrics: Vec::new(),
+            reported: Stats::default(),
+            reported_dropped: 0,
+        })
     });
 }}
 
@@ -31,12 +44,40 @@ type Shared = Rc<RefCell<Option<Gateway>>>;
 
 /// Ticks between sweeps of idle users.
 const SWEEP_EVERY_TICKS: u64 = 50;
+/// `vm_config.vm_id` of the filter in the Envoy config; names the wake-up queues.
+const VM_ID: &str = "alfred";
 
 fn now_ms() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn queue_name(vm: u64) -> String {
+    format!("alfred/wake/{vm:016x}")
+}
+
+/// Envoy's shared data and queues.
+struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), Some(cas))) if !value.is_empty() => Some((value, cas)),
+            _ => None,
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|_| CasMismatch)
+    }
+
+    fn notify(&self, vm: u64, key_hash: &str) {
+        if let Ok(Some(queue)) = hostcalls::resolve_shared_queue(VM_ID, &queue_name(vm)) {
+            let _ = hostcalls::enqueue_shared_queue(queue, Some(key_hash.as_bytes()));
+        }
+    }
 }
 
 /// Send a call to the control plane.
@@ -69,21 +110,38 @@ fn call_status(ctx: &dyn Context) -> Option<u16> {
         .and_then(|s| s.parse().ok())
 }
 
-fn read_lease_answer(ctx: &dyn Context, body_size: usize) -> Result<LeaseAnswer, String> {
+fn call_body(ctx: &dyn Context, body_size: usize) -> Result<Vec<u8>, String> {
     match call_status(ctx) {
-        Some(200) => {
-            let body = ctx
-                .get_http_call_response_body(0, body_size)
-                .unwrap_or_default();
-            LeaseAnswer::parse(&body)
-        }
+        Some(200) => Ok(ctx
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default()),
         Some(status) => Err(format!("control plane answered {status}")),
         None => Err("no answer from the control plane (timeout or connection failure)".into()),
     }
 }
 
+fn read_lease_answer(ctx: &dyn Context, body_size: usize) -> Result<LeaseAnswer, String> {
+    let answer = call_body(ctx, body_size).and_then(|b| LeaseAnswer::parse(&b));
+    if let Err(e) = &answer {
+        warn!("alfred: lease request failed: {e}");
+    }
+    answer
+}
+
+fn send_reply(reply: &LocalReply) -> Result<(), proxy_wasm::types::Status> {
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    hostcalls::send_http_response(reply.status, headers, Some(&reply.body))
+}
+
 /// Resume or answer each paused request, then make `current` the effective context again.
 fn apply_waiter_outcomes(outcomes: Vec<(u32, WaiterOutcome)>, current: u32) {
+    if outcomes.is_empty() {
+        return;
+    }
     for (ctx, outcome) in outcomes {
         if hostcalls::set_effective_context(ctx).is_err() {
             continue; // that request is gone
@@ -91,14 +149,7 @@ fn apply_waiter_outcomes(outcomes: Vec<(u32, WaiterOutcome)>, current: u32) {
         let result = match outcome {
             WaiterOutcome::Resume => hostcalls::resume_http_request(),
             WaiterOutcome::AwaitBody => Ok(()),
-            WaiterOutcome::Respond(reply) => {
-                let headers: Vec<(&str, &str)> = reply
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (*k, v.as_str()))
-                    .collect();
-                hostcalls::send_http_response(reply.status, headers, Some(&reply.body))
-            }
+            WaiterOutcome::Respond(reply) => send_reply(&reply),
         };
         if let Err(status) = result {
             warn!("alfred: could not resume request {ctx}: {status:?}");
@@ -109,14 +160,80 @@ fn apply_waiter_outcomes(outcomes: Vec<(u32, WaiterOutcome)>, current: u32) {
 
 enum RootCall {
     Usage,
+    Sync,
     Lease(String),
 }
+
+/// Envoy metrics (`wasmcustom.alfred_*` in Envoy's stats).
+const METRICS: [&str; 8] = [
+    "alfred_requests_total",
+    "alfred_requests_waited_total",
+    "alfred_requests_refused_total",
+    "alfred_lease_fetches_total",
+    "alfred_cas_failures_total",
+    "alfred_usage_records_dropped_total",
+    "alfred_usage_records_pending",
+    "alfred_tracked_keys",
+];
 
 struct Root {
     context_id: u32,
     gateway: Shared,
     calls: HashMap<u32, RootCall>,
     ticks: u64,
+    queue: Option<u32>,
+    metrics: Vec<u32>,
+    reported: Stats,
+    reported_dropped: u64,
+}
+
+impl Root {
+    fn send_lease_fetches(
+        &mut self,
+        gateway: &mut Gateway,
+        fetches: Vec<LeaseFetch>,
+        now: u64,
+    ) -> Vec<(u32, WaiterOutcome)> {
+        let mut outcomes = Vec::new();
+        for LeaseFetch { key_hash, body } in fetches {
+            match call_control_plane(self, gateway.config(), LEASES_PATH, &body) {
+                Ok(token) => {
+                    self.calls.insert(token, RootCall::Lease(key_hash));
+                }
+                Err(e) => {
+                    warn!("alfred: {e}");
+                    outcomes.extend(gateway.on_lease_answer(&key_hash, Err(e), now, &HostStore));
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// Report the gateway's counters as deltas (each VM adds its own share).
+    fn report_metrics(&mut self, gateway: &Gateway, pending: u64, tracked: u64) {
+        if self.metrics.len() != METRICS.len() {
+            return;
+        }
+        let s = &gateway.stats;
+        let dropped = gateway.dropped_records();
+        let deltas = [
+            s.requests - self.reported.requests,
+            s.waited - self.reported.waited,
+            s.refused - self.reported.refused,
+            s.lease_fetches - self.reported.lease_fetches,
+            s.cas_failures - self.reported.cas_failures,
+            dropped - self.reported_dropped,
+        ];
+        for (id, delta) in self.metrics.iter().zip(deltas) {
+            if delta > 0 {
+                let _ = hostcalls::increment_metric(*id, i64::try_from(delta).unwrap_or(i64::MAX));
+            }
+        }
+        let _ = hostcalls::record_metric(self.metrics[6], pending);
+        let _ = hostcalls::record_metric(self.metrics[7], tracked);
+        self.reported = s.clone();
+        self.reported_dropped = dropped;
+    }
 }
 
 impl Context for Root {
@@ -135,16 +252,20 @@ impl Context for Root {
             };
             match self.calls.remove(&token) {
                 Some(RootCall::Usage) => {
-                    let status = call_status(self);
-                    gateway.on_usage_answer(status, now);
+                    gateway.on_usage_answer(call_status(self), now);
+                    return;
+                }
+                Some(RootCall::Sync) => {
+                    let answer = call_body(self, body_size).and_then(|b| SyncAnswer::parse(&b));
+                    if let Err(e) = &answer {
+                        warn!("alfred: key sync failed: {e}");
+                    }
+                    gateway.on_sync_answer(answer.ok(), now, &HostStore);
                     return;
                 }
                 Some(RootCall::Lease(key_hash)) => {
                     let answer = read_lease_answer(self, body_size);
-                    if let Err(e) = &answer {
-                        warn!("alfred: lease request failed: {e}");
-                    }
-                    gateway.on_lease_answer(&key_hash, answer, now)
+                    gateway.on_lease_answer(&key_hash, answer, now, &HostStore)
                 }
                 None => return,
             }
@@ -173,50 +294,87 @@ impl RootContext for Root {
                 return false;
             }
         };
-        self.set_tick_period(Duration::from_millis(config.tick_ms));
-        *self.gateway.borrow_mut() = Some(Gateway::new(config, ids));
+        let gateway = Gateway::new(config, ids);
+        match hostcalls::register_shared_queue(&queue_name(gateway.vm_id())) {
+            Ok(queue) => self.queue = Some(queue),
+            Err(e) => {
+                error!("alfred: cannot register the wake-up queue: {e:?}");
+                return false;
+            }
+        }
+        lease_store::init_lock(&HostStore);
+        self.metrics = METRICS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                let kind = if i >= 6 {
+                    MetricType::Gauge
+                } else {
+                    MetricType::Counter
+                };
+                hostcalls::define_metric(kind, name).ok()
+            })
+            .collect();
+        self.set_tick_period(Duration::from_millis(gateway.config().tick_ms));
+        *self.gateway.borrow_mut() = Some(gateway);
         true
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        if Some(queue_id) != self.queue {
+            return;
+        }
+        let now = now_ms();
+        let mut outcomes = Vec::new();
+        while let Ok(Some(message)) = hostcalls::dequeue_shared_queue(queue_id) {
+            let key_hash = String::from_utf8_lossy(&message);
+            if let Some(gateway) = self.gateway.borrow_mut().as_mut() {
+                outcomes.extend(gateway.on_notified(&key_hash, now, &HostStore));
+            }
+        }
+        apply_waiter_outcomes(outcomes, self.context_id);
     }
 
     fn on_tick(&mut self) {
         let now = now_ms();
         self.ticks += 1;
-        let mut failed_leases = Vec::new();
-        {
-            let mut shared = self.gateway.borrow_mut();
-            let Some(gateway) = shared.as_mut() else {
-                return;
-            };
-            if self.ticks % SWEEP_EVERY_TICKS == 0 {
-                gateway.sweep(now);
-            }
-            for LeaseFetch { key_hash, body } in gateway.orphaned_fetches(self.context_id) {
-                match call_control_plane(self, gateway.config(), LEASES_PATH, &body) {
-                    Ok(token) => {
-                        self.calls.insert(token, RootCall::Lease(key_hash));
-                    }
-                    Err(e) => failed_leases.push((key_hash, e)),
+        let shared = Rc::clone(&self.gateway);
+        let mut guard = shared.borrow_mut();
+        let Some(gateway) = guard.as_mut() else {
+            return;
+        };
+        if self.ticks % SWEEP_EVERY_TICKS == 0 {
+            gateway.sweep(now, &HostStore);
+        }
+        let work = gateway.on_tick(self.context_id, now, &HostStore);
+        let mut outcomes = work.waiters;
+        outcomes.extend(self.send_lease_fetches(gateway, work.lease_fetches, now));
+        if let Some(body) = work.usage_batch {
+            match call_control_plane(self, gateway.config(), USAGE_PATH, &body) {
+                Ok(token) => {
+                    self.calls.insert(token, RootCall::Usage);
                 }
-            }
-            if let Some(body) = gateway.next_usage_batch(now) {
-                match call_control_plane(self, gateway.config(), USAGE_PATH, &body) {
-                    Ok(token) => {
-                        self.calls.insert(token, RootCall::Usage);
-                    }
-                    Err(e) => {
-                        warn!("alfred: usage report not sent: {e}");
-                        gateway.usage_send_failed(now);
-                    }
+                Err(e) => {
+                    warn!("alfred: usage report not sent: {e}");
+                    gateway.usage_send_failed(now);
                 }
             }
         }
-        for (key_hash, e) in failed_leases {
-            let outcomes = match self.gateway.borrow_mut().as_mut() {
-                Some(gateway) => gateway.on_lease_answer(&key_hash, Err(e), now),
-                None => Vec::new(),
-            };
-            apply_waiter_outcomes(outcomes, self.context_id);
+        if let Some(body) = work.sync {
+            match call_control_plane(self, gateway.config(), SYNC_PATH, &body) {
+                Ok(token) => {
+                    self.calls.insert(token, RootCall::Sync);
+                }
+                Err(_) => gateway.on_sync_answer(None, now, &HostStore),
+            }
         }
+        let (pending, tracked) = (
+            gateway.pending_records() as u64,
+            gateway.tracked_keys() as u64,
+        );
+        self.report_metrics(gateway, pending, tracked);
+        drop(guard);
+        apply_waiter_outcomes(outcomes, self.context_id);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -247,7 +405,7 @@ impl Request {
         self.set_http_request_header(name, Some(value));
     }
 
-    fn respond(&self, reply: &crate::reply::LocalReply) {
+    fn respond(&self, reply: &LocalReply) {
         let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()
@@ -272,11 +430,8 @@ impl Context for Request {
             return;
         }
         let answer = read_lease_answer(self, body_size);
-        if let Err(e) = &answer {
-            warn!("alfred: lease request failed: {e}");
-        }
         let outcomes = match self.gateway.borrow_mut().as_mut() {
-            Some(gateway) => gateway.on_lease_answer(&key_hash, answer, now_ms()),
+            Some(gateway) => gateway.on_lease_answer(&key_hash, answer, now_ms(), &HostStore),
             None => Vec::new(),
         };
         apply_waiter_outcomes(outcomes, self.context_id);
@@ -316,13 +471,10 @@ impl HttpContext for Request {
         let mut shared = self.gateway.borrow_mut();
         let Some(gateway) = shared.as_mut() else {
             drop(shared);
-            self.respond(
-                &crate::reply::Refusal::GovernanceUnavailable
-                    .reply("unconfigured", crate::usage::Family::OpenAi),
-            );
+            self.respond(&Refusal::GovernanceUnavailable.reply("unconfigured", Family::OpenAi));
             return Action::Pause;
         };
-        match gateway.on_request_headers(self.context_id, headers, now) {
+        match gateway.on_request_headers(self.context_id, headers, now, &HostStore) {
             HeadersOutcome::Forward {
                 credential,
                 inspect_body,
@@ -343,23 +495,16 @@ impl HttpContext for Request {
             HeadersOutcome::Wait {
                 credential, fetch, ..
             } => {
-                let sent = fetch.map(|LeaseFetch { key_hash, body }| {
+                let mut outcomes = Vec::new();
+                if let Some(LeaseFetch { key_hash, body }) = fetch {
                     match call_control_plane(self, gateway.config(), LEASES_PATH, &body) {
-                        Ok(token) => Ok((token, key_hash)),
-                        Err(e) => Err((key_hash, e)),
+                        Ok(token) => self.lease_call = Some((token, key_hash)),
+                        Err(e) => {
+                            warn!("alfred: {e}");
+                            outcomes = gateway.on_lease_answer(&key_hash, Err(e), now, &HostStore);
+                        }
                     }
-                });
-                let outcomes = match sent {
-                    Some(Ok(call)) => {
-                        self.lease_call = Some(call);
-                        Vec::new()
-                    }
-                    Some(Err((key_hash, e))) => {
-                        warn!("alfred: {e}");
-                        gateway.on_lease_answer(&key_hash, Err(e), now)
-                    }
-                    None => Vec::new(),
-                };
+                }
                 drop(shared);
                 self.swap_credentials(&credential);
                 apply_waiter_outcomes(outcomes, self.context_id);
@@ -370,11 +515,14 @@ impl HttpContext for Request {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let action = match self.gateway.borrow_mut().as_mut() {
-            Some(gateway) => {
-                gateway.on_request_body(self.context_id, body_size, end_of_stream, || {
-                    self.get_http_request_body(0, body_size)
-                })
-            }
+            Some(gateway) => gateway.on_request_body(
+                self.context_id,
+                body_size,
+                end_of_stream,
+                || self.get_http_request_body(0, body_size),
+                now_ms(),
+                &HostStore,
+            ),
             None => BodyAction::Continue,
         };
         match action {
@@ -430,7 +578,7 @@ impl HttpContext for Request {
                     end_of_stream,
                 );
                 if end_of_stream {
-                    gateway.on_request_end(self.context_id, now_ms());
+                    gateway.on_request_end(self.context_id, now_ms(), &HostStore);
                 }
                 replacement
             }
@@ -444,7 +592,7 @@ impl HttpContext for Request {
 
     fn on_log(&mut self) {
         if let Some(gateway) = self.gateway.borrow_mut().as_mut() {
-            gateway.on_request_end(self.context_id, now_ms());
+            gateway.on_request_end(self.context_id, now_ms(), &HostStore);
         }
     }
 }

@@ -1,15 +1,19 @@
 //! The filter's decisions, free of any host calls.
 //!
 //! One [`Gateway`] lives in each worker VM. The adapter calls it at each point of a
-//! request's life (request headers, lease answer, response headers and body, end) and
-//! on every root tick, and turns the returned outcomes into host calls. Everything here
-//! is plain data and time passed in, so every path is unit-tested natively.
+//! request's life (request headers, lease answer, request body, response headers and
+//! body, end) and on every root tick, and turns the returned outcomes into host calls.
+//! Leases live in the process-wide [`SharedStore`] (one record per user, shared by all
+//! worker VMs, updated with compare-and-swap); what is VM-local is only what belongs to
+//! this VM's requests. Everything here is plain data and time passed in, so every path
+//! is unit-tested natively, several VMs included.
 
 use crate::body;
 use crate::config::Config;
 use crate::ids::IdGen;
 use crate::key::{self, ClientKey};
-use crate::protocol::{LeaseAnswer, LeaseRequest, UsageRecord};
+use crate::lease_store::{self, CachedRefusal, Lease, Record, SharedStore};
+use crate::protocol::{LeaseAnswer, LeaseRequest, SyncAnswer, SyncRequest, UsageRecord};
 use crate::reply::{LocalReply, Refusal};
 use crate::reporter::{ReportOutcome, Reporter};
 use crate::strip::UsageChunkStripper;
@@ -18,56 +22,33 @@ use std::collections::HashMap;
 
 /// How long a refusal from the control plane (unknown key, suspended, exhausted) is
 /// remembered before asking again: bounds both load and how stale a "no" can be.
-const REFUSAL_TTL_MS: u64 = 2_000;
+pub const REFUSAL_TTL_MS: u64 = 2_000;
+/// A fetch claim not answered by then (its VM died or its call was lost) is taken over.
+const FETCH_CLAIM_MS: u64 = 5_000;
+/// Keys are re-checked with the control plane (revocation, suspension, quota changes)
+/// when their last check is older than this; the sync runs every [`SYNC_EVERY_MS`], so a
+/// change reaches every proxy within their sum plus one round trip (under 5 s).
+pub const RECHECK_AFTER_MS: u64 = 2_500;
+pub const SYNC_EVERY_MS: u64 = 1_000;
+/// Burn-rate window used to size leases.
+const WINDOW_MS: u64 = 10_000;
+/// Leases are sized to last about this long at the current burn rate.
+const LEASE_HORIZON_MS: u64 = 30_000;
+/// Renew when less than this fraction (1/N) of the lease is left.
+const LOW_WATER_DIVISOR: u64 = 4;
+/// Keys idle this long are forgotten by the VM (and their record emptied).
+const IDLE_MS: u64 = 120_000;
 /// Longest `X-Project-ID` kept.
 const MAX_PROJECT_ID: usize = 128;
 /// Cap on the per-request reservation estimate.
 const MAX_ESTIMATE: u64 = 1_000_000;
+/// Most keys checked in one sync call.
+const MAX_SYNC_KEYS: usize = 500;
 
 /// Alfred's own request headers; removed before the request goes upstream.
 pub const ALFRED_HEADERS: [&str; 3] = ["x-privacy-mode", "x-priority", "x-project-id"];
 
-/// A quota lease as this VM holds it.
 #[derive(Debug, Clone)]
-struct Lease {
-    id: String,
-    user_id: i64,
-    granted: u64,
-    /// Reserved by requests in flight plus settled usage.
-    consumed: u64,
-    expires_at_ms: u64,
-    /// What the user could still spend when the lease was granted, this lease included.
-    quota_remaining: u64,
-}
-
-impl Lease {
-    fn room(&self, now_ms: u64) -> u64 {
-        if now_ms >= self.expires_at_ms {
-            0
-        } else {
-            self.granted.saturating_sub(self.consumed)
-        }
-    }
-}
-
-/// A lease request in progress for one user, and the requests waiting for it.
-#[derive(Debug, Default)]
-struct Fetch {
-    /// The context whose call is in flight; `None` once that request has gone away
-    /// (its call is cancelled with it) until the root context takes the fetch over.
-    leader: Option<u32>,
-    waiters: Vec<u32>,
-    body: Vec<u8>,
-}
-
-#[derive(Debug, Default)]
-struct UserEntry {
-    lease: Option<Lease>,
-    fetch: Option<Fetch>,
-    refusal: Option<(Refusal, u64)>,
-}
-
-#[derive(Debug)]
 struct Admission {
     lease_id: String,
     user_id: i64,
@@ -97,6 +78,13 @@ struct RequestState {
     stripper: Option<UsageChunkStripper>,
 }
 
+/// A lease request to send: for whom (key hash) and the body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LeaseFetch {
+    pub key_hash: String,
+    pub body: Vec<u8>,
+}
+
 /// What the adapter does with a request's headers.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HeadersOutcome {
@@ -115,13 +103,6 @@ pub enum HeadersOutcome {
     },
     /// Answer locally; nothing goes upstream.
     Respond(LocalReply),
-}
-
-/// A lease request to send: for whom (key hash) and the body.
-#[derive(Debug, PartialEq, Eq)]
-pub struct LeaseFetch {
-    pub key_hash: String,
-    pub body: Vec<u8>,
 }
 
 /// What happens to a paused request once the lease answer is in.
@@ -160,23 +141,78 @@ pub struct RequestHeaders<'a> {
     pub has_body: bool,
 }
 
+/// Calls the root context should make on this tick.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TickWork {
+    /// Lease requests (renewals, and fetches whose sender went away or died).
+    pub lease_fetches: Vec<LeaseFetch>,
+    /// `POST /internal/v1/usage` body.
+    pub usage_batch: Option<Vec<u8>>,
+    /// `POST /internal/v1/sync` body.
+    pub sync: Option<Vec<u8>>,
+    /// Requests whose wait ended without an answer of their own (record changed).
+    pub waiters: Vec<(u32, WaiterOutcome)>,
+}
+
+/// Counters exposed as Envoy metrics.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub requests: u64,
+    /// Requests that waited for the control plane (cold or spent lease).
+    pub waited: u64,
+    pub refused: u64,
+    pub lease_fetches: u64,
+    pub cas_failures: u64,
+}
+
+/// A fetch this VM sent (or must send) for a key.
+#[derive(Debug)]
+struct LocalFetch {
+    /// The request context whose call is in flight; `None`: the root context's, or nobody's
+    /// (then the root sends it on the next tick).
+    leader: Option<u32>,
+    sent: bool,
+}
+
 pub struct Gateway {
     config: Config,
-    users: HashMap<String, UserEntry>,
+    /// This VM's id in shared records (random, non-zero).
+    vm: u64,
     requests: HashMap<u32, RequestState>,
+    /// Requests of this VM waiting for a user's lease.
+    waiters: HashMap<String, Vec<u32>>,
+    fetches: HashMap<String, LocalFetch>,
+    /// Keys this VM served, with when it last did: what it re-checks and sweeps.
+    active: HashMap<String, u64>,
+    last_sync_ms: u64,
+    sync_in_flight: bool,
     reporter: Reporter,
     ids: IdGen,
+    pub stats: Stats,
+}
+
+enum Decision {
+    Refuse(Refusal),
+    Admit { admission: Admission, renew: bool },
+    Wait { fetch: Option<u64> },
 }
 
 impl Gateway {
-    pub fn new(config: Config, ids: IdGen) -> Self {
+    pub fn new(config: Config, mut ids: IdGen) -> Self {
         let reporter = Reporter::new(config.max_batch, config.max_buffered_records);
+        let vm = ids.next_u64().max(1);
         Gateway {
             config,
-            users: HashMap::new(),
+            vm,
             requests: HashMap::new(),
+            waiters: HashMap::new(),
+            fetches: HashMap::new(),
+            active: HashMap::new(),
+            last_sync_ms: 0,
+            sync_in_flight: false,
             reporter,
             ids,
+            stats: Stats::default(),
         }
     }
 
@@ -184,9 +220,19 @@ impl Gateway {
         &self.config
     }
 
+    /// This VM's id in shared records and wake-up queues.
+    pub fn vm_id(&self) -> u64 {
+        self.vm
+    }
+
     /// Usage records dropped so far (full buffer or rejected batch).
     pub fn dropped_records(&self) -> u64 {
         self.reporter.dropped
+    }
+
+    /// Usage records not yet acknowledged by the control plane.
+    pub fn pending_records(&self) -> usize {
+        self.reporter.pending()
     }
 
     /// Request headers arrived for context `ctx`.
@@ -195,19 +241,24 @@ impl Gateway {
         ctx: u32,
         headers: RequestHeaders<'_>,
         now_ms: u64,
+        store: &dyn SharedStore,
     ) -> HeadersOutcome {
+        self.stats.requests += 1;
         let request_id = self.ids.request_id();
         let Some(api) = Api::from_path(headers.path) else {
+            self.stats.refused += 1;
             return HeadersOutcome::Respond(Refusal::UnknownApi.reply(&request_id, Family::OpenAi));
         };
         let family = api.format.family();
         let client_key = match headers.key {
             ClientKey::Found(k) => k,
             ClientKey::Missing | ClientKey::Malformed => {
+                self.stats.refused += 1;
                 return HeadersOutcome::Respond(Refusal::InvalidApiKey.reply(&request_id, family));
             }
         };
         let Some(provider) = self.config.providers.get(api.provider.name()) else {
+            self.stats.refused += 1;
             return HeadersOutcome::Respond(
                 Refusal::ProviderNotConfigured.reply(&request_id, family),
             );
@@ -225,6 +276,46 @@ impl Gateway {
         let inspect_body = headers.has_body
             && (api.format.has_include_usage()
                 || (privacy == "strict" && api.format == Format::OpenAiResponses));
+        let vm = self.vm;
+        let config = &self.config;
+        let decision = lease_store::update(store, &key_hash, vm, now_ms, |rec| {
+            rec.last_used_ms = now_ms;
+            if let Some(refusal) = rec.live_refusal(now_ms) {
+                return Decision::Refuse(refusal.clone());
+            }
+            if let Some(lease) = rec.lease.as_mut().filter(|l| l.room(now_ms) > 0) {
+                let admission = reserve(lease, estimate, now_ms);
+                let low = lease.room(now_ms) < lease.granted / LOW_WATER_DIVISOR;
+                let renew = low && !rec.fetch_active(now_ms);
+                if renew {
+                    rec.fetch_owner = vm;
+                    rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
+                }
+                return Decision::Admit { admission, renew };
+            }
+            if rec.fetch_active(now_ms) {
+                if rec.fetch_owner != vm && !rec.waiting_vms.contains(&vm) {
+                    rec.waiting_vms.push(vm);
+                }
+                return Decision::Wait { fetch: None };
+            }
+            rec.fetch_owner = vm;
+            rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
+            Decision::Wait {
+                fetch: Some(lease_size(config, rec, now_ms)),
+            }
+        });
+        let decision = match decision {
+            Ok(d) => d,
+            Err(_) => {
+                self.stats.cas_failures += 1;
+                self.stats.refused += 1;
+                return HeadersOutcome::Respond(
+                    Refusal::GovernanceUnavailable.reply(&request_id, family),
+                );
+            }
+        };
+        self.active.insert(key_hash.clone(), now_ms);
         let mut state = RequestState {
             request_id,
             key_hash: key_hash.clone(),
@@ -242,134 +333,264 @@ impl Gateway {
             body_done: false,
             stripper: None,
         };
-
-        let entry = self.users.entry(key_hash).or_default();
-        if let Some((refusal, until)) = &entry.refusal {
-            if now_ms < *until {
-                return HeadersOutcome::Respond(refusal.reply(&state.request_id, family));
+        match decision {
+            Decision::Refuse(refusal) => {
+                self.stats.refused += 1;
+                HeadersOutcome::Respond(refusal.reply(&state.request_id, family))
             }
-            entry.refusal = None;
-        }
-        if let Some(lease) = entry.lease.as_mut().filter(|l| l.room(now_ms) > 0) {
-            state.admission = Some(reserve(lease, estimate, now_ms));
-            self.requests.insert(ctx, state);
-            return HeadersOutcome::Forward {
-                credential,
-                inspect_body,
-            };
-        }
-        let fetch = match &mut entry.fetch {
-            Some(fetch) => {
-                fetch.waiters.push(ctx);
-                None
+            Decision::Admit { admission, renew } => {
+                state.admission = Some(admission);
+                self.requests.insert(ctx, state);
+                if renew {
+                    // Sent by the root context on its next tick: nobody waits for it.
+                    self.fetches.insert(
+                        key_hash,
+                        LocalFetch {
+                            leader: None,
+                            sent: false,
+                        },
+                    );
+                }
+                HeadersOutcome::Forward {
+                    credential,
+                    inspect_body,
+                }
             }
-            None => {
-                let body = lease_request_body(&self.config, &state.key_hash, priority);
-                entry.fetch = Some(Fetch {
-                    leader: Some(ctx),
-                    waiters: vec![ctx],
-                    body: body.clone(),
+            Decision::Wait { fetch } => {
+                self.stats.waited += 1;
+                self.requests.insert(ctx, state);
+                self.waiters.entry(key_hash.clone()).or_default().push(ctx);
+                let fetch = fetch.map(|tokens| {
+                    self.stats.lease_fetches += 1;
+                    self.fetches.insert(
+                        key_hash.clone(),
+                        LocalFetch {
+                            leader: Some(ctx),
+                            sent: true,
+                        },
+                    );
+                    LeaseFetch {
+                        body: lease_request_body(&self.config, &key_hash, priority, tokens),
+                        key_hash,
+                    }
                 });
-                Some(LeaseFetch {
-                    key_hash: state.key_hash.clone(),
-                    body,
-                })
+                HeadersOutcome::Wait {
+                    credential,
+                    fetch,
+                    inspect_body,
+                }
             }
-        };
-        self.requests.insert(ctx, state);
-        HeadersOutcome::Wait {
-            credential,
-            fetch,
-            inspect_body,
         }
     }
 
     /// The lease request for `key_hash` was answered (`Err`: no usable answer: the call
     /// failed, timed out, or the control plane replied with an error). Returns what to do
-    /// with each paused request.
+    /// with this VM's paused requests; other VMs' waiters are notified through `store`.
     pub fn on_lease_answer(
         &mut self,
         key_hash: &str,
         answer: Result<LeaseAnswer, String>,
         now_ms: u64,
+        store: &dyn SharedStore,
     ) -> Vec<(u32, WaiterOutcome)> {
-        let Some(entry) = self.users.get_mut(key_hash) else {
+        self.fetches.remove(key_hash);
+        let vm = self.vm;
+        let others = lease_store::update(store, key_hash, vm, now_ms, |rec| {
+            if rec.fetch_owner == vm {
+                rec.fetch_owner = 0;
+                rec.fetch_until_ms = 0;
+            }
+            match &answer {
+                Ok(LeaseAnswer::Granted {
+                    lease_id,
+                    user_id,
+                    granted_tokens,
+                    expires_in_ms,
+                    quota_remaining,
+                    period_reset_s,
+                }) => {
+                    rec.refusal = None;
+                    rec.checked_at_ms = now_ms;
+                    match rec.lease.as_mut().filter(|l| &l.id == lease_id) {
+                        // The control plane extended the lease this process holds.
+                        Some(lease) => {
+                            lease.granted = *granted_tokens;
+                            lease.expires_at_ms = now_ms.saturating_add(*expires_in_ms);
+                            lease.quota_remaining = *quota_remaining;
+                            lease.period_reset_s = *period_reset_s;
+                        }
+                        None => {
+                            rec.lease = Some(Lease {
+                                id: lease_id.clone(),
+                                user_id: *user_id,
+                                granted: *granted_tokens,
+                                consumed: 0,
+                                expires_at_ms: now_ms.saturating_add(*expires_in_ms),
+                                quota_remaining: *quota_remaining,
+                                period_reset_s: *period_reset_s,
+                            })
+                        }
+                    }
+                }
+                Ok(answer) => {
+                    let refusal = match answer {
+                        LeaseAnswer::InvalidKey => Refusal::InvalidApiKey,
+                        LeaseAnswer::Suspended { .. } => Refusal::UserSuspended,
+                        LeaseAnswer::Exhausted {
+                            budget_scope,
+                            period_reset_s,
+                            ..
+                        } => Refusal::InsufficientQuota {
+                            budget_scope: budget_scope.clone(),
+                            retry_after_s: *period_reset_s,
+                        },
+                        LeaseAnswer::Granted { .. } => Refusal::GovernanceUnavailable,
+                    };
+                    // A renewal refused for quota keeps what is left of the current lease.
+                    let keep = matches!(refusal, Refusal::InsufficientQuota { .. })
+                        && rec.lease.as_ref().is_some_and(|l| l.room(now_ms) > 0);
+                    if !keep {
+                        rec.lease = None;
+                        rec.refusal = Some(CachedRefusal {
+                            refusal,
+                            until_ms: now_ms + REFUSAL_TTL_MS,
+                        });
+                    }
+                }
+                Err(_) => {}
+            }
+            rec.waiting_vms
+                .iter()
+                .copied()
+                .filter(|&v| v != vm)
+                .collect::<Vec<u64>>()
+        });
+        match others {
+            Ok(others) => {
+                // Clear the list we are about to notify; a VM that adds itself meanwhile stays.
+                let _ = lease_store::update(store, key_hash, vm, now_ms, |rec| {
+                    rec.waiting_vms.retain(|v| !others.contains(v))
+                });
+                for other in others {
+                    store.notify(other, key_hash);
+                }
+            }
+            Err(_) => self.stats.cas_failures += 1,
+        }
+        self.resolve_waiters(key_hash, now_ms, store, true)
+    }
+
+    /// Another VM changed the record of `key_hash` (its fetch completed).
+    pub fn on_notified(
+        &mut self,
+        key_hash: &str,
+        now_ms: u64,
+        store: &dyn SharedStore,
+    ) -> Vec<(u32, WaiterOutcome)> {
+        self.resolve_waiters(key_hash, now_ms, store, false)
+    }
+
+    /// Admit or refuse this VM's requests waiting on `key_hash`, from the shared record.
+    /// `answered`: a fetch just completed, so waiters that cannot be admitted are refused
+    /// rather than left waiting.
+    fn resolve_waiters(
+        &mut self,
+        key_hash: &str,
+        now_ms: u64,
+        store: &dyn SharedStore,
+        answered: bool,
+    ) -> Vec<(u32, WaiterOutcome)> {
+        let Some(waiting) = self.waiters.remove(key_hash) else {
             return Vec::new();
         };
-        let waiters = entry.fetch.take().map(|f| f.waiters).unwrap_or_default();
-        let refusal = match answer {
-            Ok(LeaseAnswer::Granted {
-                lease_id,
-                user_id,
-                granted_tokens,
-                expires_in_ms,
-                quota_remaining,
-                ..
-            }) => {
-                entry.refusal = None;
-                entry.lease = Some(Lease {
-                    id: lease_id,
-                    user_id,
-                    granted: granted_tokens,
-                    consumed: 0,
-                    expires_at_ms: now_ms.saturating_add(expires_in_ms),
-                    quota_remaining,
-                });
-                None
-            }
-            Ok(LeaseAnswer::InvalidKey) => Some(Refusal::InvalidApiKey),
-            Ok(LeaseAnswer::Suspended { .. }) => Some(Refusal::UserSuspended),
-            Ok(LeaseAnswer::Exhausted {
-                budget_scope,
-                period_reset_s,
-                ..
-            }) => Some(Refusal::InsufficientQuota {
-                budget_scope,
-                retry_after_s: period_reset_s,
-            }),
-            Err(_) => None,
-        };
-        let failed = refusal.is_none() && entry.lease.as_ref().is_none_or(|l| l.room(now_ms) == 0);
-        if let Some(refusal) = &refusal {
-            entry.lease = None;
-            entry.refusal = Some((refusal.clone(), now_ms.saturating_add(REFUSAL_TTL_MS)));
+        let estimates: Vec<(u32, u64)> = waiting
+            .iter()
+            .filter_map(|ctx| self.requests.get(ctx).map(|s| (*ctx, s.estimate)))
+            .collect();
+        let vm = self.vm;
+        enum Verdict {
+            Admit(Admission),
+            Refuse(Refusal),
+            KeepWaiting,
         }
-
-        let mut outcomes = Vec::with_capacity(waiters.len());
-        for ctx in waiters {
+        let verdicts = lease_store::update(store, key_hash, vm, now_ms, |rec| {
+            let refusal = rec.live_refusal(now_ms).cloned();
+            let fetching = rec.fetch_active(now_ms);
+            let mut refetch = false;
+            let mut verdicts = Vec::with_capacity(estimates.len());
+            for (ctx, estimate) in &estimates {
+                let verdict = if let Some(refusal) = &refusal {
+                    Verdict::Refuse(refusal.clone())
+                } else if let Some(lease) = rec.lease.as_mut().filter(|l| l.room(now_ms) > 0) {
+                    Verdict::Admit(reserve(lease, *estimate, now_ms))
+                } else if fetching && !answered {
+                    Verdict::KeepWaiting
+                } else if rec.lease.as_ref().is_some_and(|l| now_ms < l.expires_at_ms) {
+                    // Earlier waiters took the whole grant: ask for more (the control
+                    // plane answers `exhausted` when there is no more).
+                    refetch = true;
+                    Verdict::KeepWaiting
+                } else {
+                    Verdict::Refuse(Refusal::GovernanceUnavailable)
+                };
+                verdicts.push((*ctx, verdict));
+            }
+            if refetch && !fetching {
+                rec.fetch_owner = vm;
+                rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
+            }
+            (verdicts, refetch && !fetching)
+        });
+        let verdicts = match verdicts {
+            Ok((v, refetch)) => {
+                if refetch {
+                    self.fetches.insert(
+                        key_hash.to_string(),
+                        LocalFetch {
+                            leader: None,
+                            sent: false,
+                        },
+                    );
+                }
+                v
+            }
+            Err(_) => {
+                self.stats.cas_failures += 1;
+                estimates
+                    .iter()
+                    .map(|(ctx, _)| (*ctx, Verdict::Refuse(Refusal::GovernanceUnavailable)))
+                    .collect()
+            }
+        };
+        let mut outcomes = Vec::with_capacity(verdicts.len());
+        for (ctx, verdict) in verdicts {
             let Some(state) = self.requests.get_mut(&ctx) else {
                 continue;
             };
             let family = state.api.format.family();
-            let outcome = if let Some(refusal) = &refusal {
-                WaiterOutcome::Respond(refusal.reply(&state.request_id, family))
-            } else if failed {
-                WaiterOutcome::Respond(
-                    Refusal::GovernanceUnavailable.reply(&state.request_id, family),
-                )
-            } else {
-                match entry.lease.as_mut().filter(|l| l.room(now_ms) > 0) {
-                    Some(lease) => {
-                        state.admission = Some(reserve(lease, state.estimate, now_ms));
-                        if state.inspect_body && !state.body_done {
-                            WaiterOutcome::AwaitBody
-                        } else {
-                            WaiterOutcome::Resume
-                        }
+            let outcome = match verdict {
+                Verdict::KeepWaiting => {
+                    self.waiters
+                        .entry(key_hash.to_string())
+                        .or_default()
+                        .push(ctx);
+                    continue;
+                }
+                Verdict::Admit(admission) => {
+                    state.admission = Some(admission);
+                    if state.inspect_body && !state.body_done {
+                        WaiterOutcome::AwaitBody
+                    } else {
+                        WaiterOutcome::Resume
                     }
-                    // Earlier waiters took the whole grant.
-                    None => WaiterOutcome::Respond(
-                        Refusal::InsufficientQuota {
-                            budget_scope: "personal".into(),
-                            retry_after_s: 1,
-                        }
-                        .reply(&state.request_id, family),
-                    ),
+                }
+                Verdict::Refuse(refusal) => {
+                    self.stats.refused += 1;
+                    let reply = refusal.reply(&state.request_id, family);
+                    self.requests.remove(&ctx);
+                    WaiterOutcome::Respond(reply)
                 }
             };
-            if matches!(outcome, WaiterOutcome::Respond(_)) {
-                self.requests.remove(&ctx);
-            }
             outcomes.push((ctx, outcome));
         }
         outcomes
@@ -408,6 +629,8 @@ impl Gateway {
         buffered: usize,
         end_of_stream: bool,
         read: impl FnOnce() -> Option<Vec<u8>>,
+        now_ms: u64,
+        store: &dyn SharedStore,
     ) -> BodyAction {
         let Some(state) = self.requests.get_mut(&ctx) else {
             return BodyAction::Continue;
@@ -417,7 +640,7 @@ impl Gateway {
         if holding && buffered as u64 > self.config.max_request_body_bytes {
             let reply =
                 Refusal::RequestTooLarge.reply(&state.request_id, state.api.format.family());
-            self.release(ctx);
+            self.release(ctx, now_ms, store);
             return BodyAction::Respond(reply);
         }
         if !end_of_stream {
@@ -471,28 +694,46 @@ impl Gateway {
     }
 
     /// Forget a request that never went upstream, returning its reservation.
-    fn release(&mut self, ctx: u32) {
+    fn release(&mut self, ctx: u32, now_ms: u64, store: &dyn SharedStore) {
         let Some(state) = self.requests.remove(&ctx) else {
             return;
         };
         match state.admission {
-            Some(admission) => {
-                if let Some(lease) = self
-                    .users
-                    .get_mut(&state.key_hash)
-                    .and_then(|e| e.lease.as_mut())
-                    .filter(|l| l.id == admission.lease_id)
-                {
-                    lease.consumed = lease.consumed.saturating_sub(admission.reserved);
-                }
-            }
+            Some(admission) => self.settle(&state.key_hash, &admission, 0, now_ms, store),
             None => self.abandon_wait(ctx, &state.key_hash),
+        }
+    }
+
+    /// Move a reservation to what was actually used, in the shared lease.
+    fn settle(
+        &mut self,
+        key_hash: &str,
+        admission: &Admission,
+        used: u64,
+        now_ms: u64,
+        store: &dyn SharedStore,
+    ) {
+        let result = lease_store::update(store, key_hash, self.vm, now_ms, |rec| {
+            if let Some(lease) = rec.lease.as_mut().filter(|l| l.id == admission.lease_id) {
+                lease.consumed = lease
+                    .consumed
+                    .saturating_sub(admission.reserved)
+                    .saturating_add(used);
+            }
+            if now_ms.saturating_sub(rec.window_start_ms) > WINDOW_MS {
+                rec.window_start_ms = now_ms;
+                rec.window_tokens = 0;
+            }
+            rec.window_tokens = rec.window_tokens.saturating_add(used);
+        });
+        if result.is_err() {
+            self.stats.cas_failures += 1;
         }
     }
 
     /// The request is over (complete, cut, or reset): settle its reservation and queue
     /// its usage record. Idempotent per context.
-    pub fn on_request_end(&mut self, ctx: u32, now_ms: u64) {
+    pub fn on_request_end(&mut self, ctx: u32, now_ms: u64, store: &dyn SharedStore) {
         let Some(mut state) = self.requests.remove(&ctx) else {
             return;
         };
@@ -534,17 +775,7 @@ impl Gateway {
             .or(state.api.path_model.take())
             .or(state.request_model.take());
         let charged = usage.charged();
-        if let Some(lease) = self
-            .users
-            .get_mut(&state.key_hash)
-            .and_then(|e| e.lease.as_mut())
-            .filter(|l| l.id == admission.lease_id)
-        {
-            lease.consumed = lease
-                .consumed
-                .saturating_sub(admission.reserved)
-                .saturating_add(charged);
-        }
+        self.settle(&state.key_hash, &admission, charged, now_ms, store);
         self.reporter.push(UsageRecord {
             request_id: state.request_id,
             lease_id: Some(admission.lease_id),
@@ -566,39 +797,146 @@ impl Gateway {
     }
 
     fn abandon_wait(&mut self, ctx: u32, key_hash: &str) {
-        let Some(entry) = self.users.get_mut(key_hash) else {
-            return;
-        };
-        if let Some(fetch) = &mut entry.fetch {
-            fetch.waiters.retain(|&w| w != ctx);
+        if let Some(waiting) = self.waiters.get_mut(key_hash) {
+            waiting.retain(|&w| w != ctx);
+            if waiting.is_empty() {
+                self.waiters.remove(key_hash);
+            }
+        }
+        if let Some(fetch) = self.fetches.get_mut(key_hash) {
             if fetch.leader == Some(ctx) {
+                // Its call is cancelled with it: the root context sends it again.
                 fetch.leader = None;
-            }
-            if fetch.waiters.is_empty() && fetch.leader.is_none() {
-                entry.fetch = None;
+                fetch.sent = false;
             }
         }
     }
 
-    /// On a tick: lease requests whose sending request went away while others still wait.
-    /// The root context sends them and reports the answers to [`Gateway::on_lease_answer`].
-    pub fn orphaned_fetches(&mut self, root_ctx: u32) -> Vec<LeaseFetch> {
-        let mut out = Vec::new();
-        for (key_hash, entry) in &mut self.users {
-            if let Some(fetch) = entry.fetch.as_mut().filter(|f| f.leader.is_none()) {
-                fetch.leader = Some(root_ctx);
-                out.push(LeaseFetch {
-                    key_hash: key_hash.clone(),
-                    body: fetch.body.clone(),
+    /// The root context's tick: what to send, and waits that ended.
+    pub fn on_tick(&mut self, root_ctx: u32, now_ms: u64, store: &dyn SharedStore) -> TickWork {
+        let mut work = TickWork::default();
+        // Waits that outlived their fetch (its VM died, or its call was lost), or whose
+        // record changed without a wake-up reaching us.
+        let stalled: Vec<String> = self
+            .waiters
+            .keys()
+            .filter(|k| !self.fetches.contains_key(*k))
+            .cloned()
+            .collect();
+        for key_hash in stalled {
+            let claimed = lease_store::update(store, &key_hash, self.vm, now_ms, |rec| {
+                let has_room = rec.lease.as_ref().is_some_and(|l| l.room(now_ms) > 0);
+                if has_room || rec.live_refusal(now_ms).is_some() || rec.fetch_active(now_ms) {
+                    return false;
+                }
+                rec.fetch_owner = self.vm;
+                rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
+                true
+            });
+            match claimed {
+                Ok(true) => {
+                    self.fetches.insert(
+                        key_hash,
+                        LocalFetch {
+                            leader: None,
+                            sent: false,
+                        },
+                    );
+                }
+                Ok(false) => work
+                    .waiters
+                    .extend(self.resolve_waiters(&key_hash, now_ms, store, false)),
+                Err(_) => self.stats.cas_failures += 1,
+            }
+        }
+        // Fetches to send from the root: renewals, taken-over and orphaned fetches.
+        for (key_hash, fetch) in self.fetches.iter_mut().filter(|(_, f)| !f.sent) {
+            fetch.sent = true;
+            fetch.leader = Some(root_ctx);
+            let record = lease_store::load(store, key_hash).unwrap_or_default();
+            let tokens = lease_size(&self.config, &record, now_ms);
+            self.stats.lease_fetches += 1;
+            work.lease_fetches.push(LeaseFetch {
+                key_hash: key_hash.clone(),
+                body: lease_request_body(&self.config, key_hash, "normal", tokens),
+            });
+        }
+        work.usage_batch = self.reporter.next_batch(&self.config.proxy_id, now_ms);
+        if !self.sync_in_flight && now_ms.saturating_sub(self.last_sync_ms) >= SYNC_EVERY_MS {
+            work.sync = self.sync_body(now_ms, store);
+        }
+        work
+    }
+
+    /// Keys due for a re-check, claimed in their records so one VM checks each.
+    fn sync_body(&mut self, now_ms: u64, store: &dyn SharedStore) -> Option<Vec<u8>> {
+        self.last_sync_ms = now_ms;
+        let mut due = Vec::new();
+        for (key_hash, _) in self
+            .active
+            .iter()
+            .filter(|(_, seen)| now_ms.saturating_sub(**seen) < IDLE_MS)
+        {
+            if due.len() >= MAX_SYNC_KEYS {
+                break;
+            }
+            let claimed = lease_store::update(store, key_hash, self.vm, now_ms, |rec| {
+                let holds = rec.lease.as_ref().is_some_and(|l| now_ms < l.expires_at_ms);
+                if holds && now_ms.saturating_sub(rec.checked_at_ms) >= RECHECK_AFTER_MS {
+                    rec.checked_at_ms = now_ms;
+                    true
+                } else {
+                    false
+                }
+            });
+            if claimed == Ok(true) {
+                due.push(key_hash.clone());
+            }
+        }
+        if due.is_empty() {
+            return None;
+        }
+        self.sync_in_flight = true;
+        serde_json::to_vec(&SyncRequest {
+            proxy_id: &self.config.proxy_id,
+            key_hashes: &due,
+        })
+        .ok()
+    }
+
+    /// The control plane answered a sync (`None`: it did not).
+    pub fn on_sync_answer(
+        &mut self,
+        answer: Option<SyncAnswer>,
+        now_ms: u64,
+        store: &dyn SharedStore,
+    ) {
+        self.sync_in_flight = false;
+        let Some(answer) = answer else { return };
+        for status in answer.keys {
+            let refusal = match status.decision.as_str() {
+                "invalid_key" => Refusal::InvalidApiKey,
+                "suspended" => Refusal::UserSuspended,
+                "exhausted" => Refusal::InsufficientQuota {
+                    budget_scope: status
+                        .budget_scope
+                        .clone()
+                        .unwrap_or_else(|| "personal".into()),
+                    retry_after_s: status.period_reset_s.unwrap_or(0),
+                },
+                _ => continue,
+            };
+            let result = lease_store::update(store, &status.key_hash, self.vm, now_ms, |rec| {
+                rec.lease = None;
+                rec.refusal = Some(CachedRefusal {
+                    refusal: refusal.clone(),
+                    until_ms: now_ms + REFUSAL_TTL_MS,
                 });
+            });
+            if result.is_err() {
+                self.stats.cas_failures += 1;
             }
         }
-        out
-    }
-
-    /// On a tick: the next usage batch to send, if one is due.
-    pub fn next_usage_batch(&mut self, now_ms: u64) -> Option<Vec<u8>> {
-        self.reporter.next_batch(&self.config.proxy_id, now_ms)
     }
 
     /// The usage batch could not be sent at all.
@@ -613,13 +951,36 @@ impl Gateway {
         outcome
     }
 
-    /// Forget leases and refusals nobody uses any more, so memory follows active users.
-    pub fn sweep(&mut self, now_ms: u64) {
-        self.users.retain(|_, e| {
-            let lease_live = e.lease.as_ref().is_some_and(|l| now_ms < l.expires_at_ms);
-            let refusal_live = e.refusal.as_ref().is_some_and(|(_, until)| now_ms < *until);
-            lease_live || refusal_live || e.fetch.is_some()
-        });
+    /// Forget keys this VM has not served for a while, so memory follows active users;
+    /// their records are emptied once nothing in them is live.
+    pub fn sweep(&mut self, now_ms: u64, store: &dyn SharedStore) {
+        let idle: Vec<String> = self
+            .active
+            .iter()
+            .filter(|(k, seen)| {
+                now_ms.saturating_sub(**seen) >= IDLE_MS && !self.waiters.contains_key(*k)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key_hash in idle {
+            self.active.remove(&key_hash);
+            if let Some((bytes, cas)) = store.get(&lease_store::record_key(&key_hash)) {
+                let dead = Record::decode(&bytes).is_none_or(|r| {
+                    !r.lease.as_ref().is_some_and(|l| now_ms < l.expires_at_ms)
+                        && r.live_refusal(now_ms).is_none()
+                        && !r.fetch_active(now_ms)
+                        && now_ms.saturating_sub(r.last_used_ms) >= IDLE_MS
+                });
+                if dead {
+                    lease_store::clear(store, &key_hash, cas);
+                }
+            }
+        }
+    }
+
+    /// Keys this VM tracks (bounded by active users).
+    pub fn tracked_keys(&self) -> usize {
+        self.active.len()
     }
 }
 
@@ -634,11 +995,23 @@ fn reserve(lease: &mut Lease, estimate: u64, now_ms: u64) -> Admission {
     }
 }
 
-fn lease_request_body(config: &Config, key_hash: &str, priority: &str) -> Vec<u8> {
+/// Tokens to ask for: enough for [`LEASE_HORIZON_MS`] at the user's recent burn rate,
+/// between a tenth of the per-proxy cap and the cap itself.
+fn lease_size(config: &Config, record: &Record, now_ms: u64) -> u64 {
+    let cap = config.lease_request_tokens;
+    let floor = (cap / 10).max(1);
+    let elapsed = now_ms
+        .saturating_sub(record.window_start_ms)
+        .clamp(1_000, WINDOW_MS);
+    let wanted = record.window_tokens.saturating_mul(LEASE_HORIZON_MS) / elapsed;
+    wanted.clamp(floor, cap)
+}
+
+fn lease_request_body(config: &Config, key_hash: &str, priority: &str, tokens: u64) -> Vec<u8> {
     let request = LeaseRequest {
         key_hash,
         proxy_id: &config.proxy_id,
-        requested_tokens: config.lease_request_tokens,
+        requested_tokens: tokens,
         priority,
     };
     serde_json::to_vec(&request).unwrap_or_default()

@@ -38,6 +38,10 @@ impl IdGen {
         z ^ (z >> 31)
     }
 
+    pub fn next_u64(&mut self) -> u64 {
+        Self::next(&mut self.a) ^ Self::next(&mut self.b).rotate_left(17)
+    }
+
     pub fn request_id(&mut self) -> String {
         let hi = Self::next(&mut self.a);
         let lo = Self::next(&mut self.b);

@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod ids;
 pub mod json_scan;
 pub mod key;
+pub mod lease_store;
 pub mod protocol;
 pub mod reply;
 pub mod reporter;

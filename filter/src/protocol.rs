@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 pub const LEASES_PATH: &str = "/internal/v1/leases";
 pub const USAGE_PATH: &str = "/internal/v1/usage";
+pub const SYNC_PATH: &str = "/internal/v1/sync";
 
 #[derive(Debug, Serialize)]
 pub struct LeaseRequest<'a> {
@@ -77,6 +78,36 @@ pub struct UsageRecord {
 pub struct UsageBatch<'a> {
     pub proxy_id: &'a str,
     pub records: &'a [UsageRecord],
+}
+
+/// Re-check of keys this proxy holds leases for: revocation, suspension and quota
+/// changes reach the proxy through it.
+#[derive(Debug, Serialize)]
+pub struct SyncRequest<'a> {
+    pub proxy_id: &'a str,
+    pub key_hashes: &'a [String],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SyncAnswer {
+    pub keys: Vec<KeyStatus>,
+}
+
+/// `decision`: `active`, `invalid_key`, `suspended` or `exhausted` (others: ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct KeyStatus {
+    pub key_hash: String,
+    pub decision: String,
+    #[serde(default)]
+    pub budget_scope: Option<String>,
+    #[serde(default)]
+    pub period_reset_s: Option<u64>,
+}
+
+impl SyncAnswer {
+    pub fn parse(body: &[u8]) -> Result<SyncAnswer, String> {
+        serde_json::from_slice(body).map_err(|e| format!("unreadable sync answer: {e}"))
+    }
 }
 
 #[cfg(test)]

@@ -1,20 +1,30 @@
-//! The gateway driven the way the adapter drives it, with a fake clock and fake answers.
+//! The gateway driven the way the adapter drives it, with a fake clock, a fake shared
+//! store (several gateways on one store are several worker VMs of one Envoy) and fake
+//! control-plane answers.
 
 use super::*;
 use crate::config::Config;
+use crate::lease_store::fake::FakeStore;
+use crate::lease_store::init_lock;
 use crate::protocol::LeaseAnswer;
 
 const KEY_A: &str = "tp-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const KEY_B: &str = "tp-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-fn gateway() -> Gateway {
+fn gateway(seed: u8) -> Gateway {
     let config = Config::parse(
         br#"{"proxy_id":"envoy-test","control_plane":{"cluster":"cp","authority":"cp","token":"t"},
             "lease_request_tokens":1000,"default_estimate_tokens":100,"tick_ms":200,
             "providers":{"openai":{"auth_header":"authorization","auth_value":"Bearer sk-provider"}}}"#,
     )
     .unwrap();
-    Gateway::new(config, IdGen::from_seed([7; 16]))
+    Gateway::new(config, IdGen::from_seed([seed; 16]))
+}
+
+fn store() -> FakeStore {
+    let s = FakeStore::default();
+    init_lock(&s);
+    s
 }
 
 fn headers(key: &str) -> RequestHeaders<'_> {
@@ -29,15 +39,26 @@ fn headers(key: &str) -> RequestHeaders<'_> {
     }
 }
 
-fn granted(tokens: u64, ttl_ms: u64) -> Result<LeaseAnswer, String> {
+fn with_body(key: &str) -> RequestHeaders<'_> {
+    RequestHeaders {
+        has_body: true,
+        ..headers(key)
+    }
+}
+
+fn granted_id(id: &str, tokens: u64, ttl_ms: u64) -> Result<LeaseAnswer, String> {
     Ok(LeaseAnswer::Granted {
-        lease_id: format!("lease-{tokens}-{ttl_ms}"),
+        lease_id: id.to_string(),
         user_id: 42,
         granted_tokens: tokens,
         expires_in_ms: ttl_ms,
         quota_remaining: 5000,
         period_reset_s: 3600,
     })
+}
+
+fn granted(tokens: u64, ttl_ms: u64) -> Result<LeaseAnswer, String> {
+    granted_id(&format!("lease-{tokens}-{ttl_ms}"), tokens, ttl_ms)
 }
 
 fn credential() -> (String, String) {
@@ -49,14 +70,14 @@ fn credential() -> (String, String) {
 
 const CHAT: &[u8] = br#"{"id":"c","object":"chat.completion","model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29}}"#;
 
-fn complete(g: &mut Gateway, ctx: u32, body: &[u8], now: u64) {
+fn complete(g: &mut Gateway, s: &FakeStore, ctx: u32, body: &[u8], now: u64) {
     g.on_response_headers(ctx, 200, Some("application/json"));
     g.on_response_body(ctx, body, true);
-    g.on_request_end(ctx, now);
+    g.on_request_end(ctx, now, s);
 }
 
-fn sent_records(g: &mut Gateway, now: u64) -> Vec<serde_json::Value> {
-    let body = g.next_usage_batch(now).expect("a batch is due");
+fn sent_records(g: &mut Gateway, s: &FakeStore, now: u64) -> Vec<serde_json::Value> {
+    let body = g.on_tick(1, now, s).usage_batch.expect("a batch is due");
     g.on_usage_answer(Some(200), now);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["proxy_id"], "envoy-test");
@@ -70,23 +91,42 @@ fn status_of(outcome: &WaiterOutcome) -> Option<u32> {
     }
 }
 
+fn consumed(s: &FakeStore, key: &str) -> u64 {
+    lease_store::load(s, &key::hash(key))
+        .unwrap()
+        .lease
+        .unwrap()
+        .consumed
+}
+
+/// Admit `ctx` on a fresh lease of `tokens` for KEY_A.
+fn warm(g: &mut Gateway, s: &FakeStore, tokens: u64) {
+    g.on_request_headers(900, headers(KEY_A), 0, s);
+    g.on_lease_answer(&key::hash(KEY_A), granted(tokens, 60_000), 0, s);
+    complete(g, s, 900, br#"{"usage":{"total_tokens":0}}"#, 0);
+    let _ = g.on_tick(1, 0, s);
+    g.on_usage_answer(Some(200), 0);
+}
+
 #[test]
 fn cold_user_waits_once_then_requests_are_served_from_the_lease() {
-    let mut g = gateway();
+    let s = store();
+    let mut g = gateway(7);
     let HeadersOutcome::Wait {
         credential: cred,
         fetch: Some(fetch),
         ..
-    } = g.on_request_headers(1, headers(KEY_A), 0)
+    } = g.on_request_headers(1, headers(KEY_A), 0, &s)
     else {
         panic!("first request must wait for a lease")
     };
     assert_eq!(cred, credential());
-    assert_eq!(fetch.key_hash, crate::key::hash(KEY_A));
+    assert_eq!(fetch.key_hash, key::hash(KEY_A));
     let body: serde_json::Value = serde_json::from_slice(&fetch.body).unwrap();
-    assert_eq!(body["requested_tokens"], 1000);
-    assert_eq!(body["proxy_id"], "envoy-test");
-    assert_eq!(body["priority"], "normal");
+    assert_eq!(
+        (body["requested_tokens"].as_u64(), body["proxy_id"].as_str()),
+        (Some(100), Some("envoy-test"))
+    );
     assert!(
         !String::from_utf8_lossy(&fetch.body).contains(KEY_A),
         "the raw key never leaves the proxy"
@@ -94,15 +134,14 @@ fn cold_user_waits_once_then_requests_are_served_from_the_lease() {
 
     // A second request of the same user while the lease is on its way: single flight.
     assert_eq!(
-        g.on_request_headers(2, headers(KEY_A), 1),
+        g.on_request_headers(2, headers(KEY_A), 1, &s),
         HeadersOutcome::Wait {
             credential: credential(),
             fetch: None,
             inspect_body: false
         }
     );
-
-    let outcomes = g.on_lease_answer(&fetch.key_hash, granted(1000, 60_000), 5);
+    let outcomes = g.on_lease_answer(&fetch.key_hash, granted(1000, 60_000), 5, &s);
     assert_eq!(
         outcomes,
         vec![(1, WaiterOutcome::Resume), (2, WaiterOutcome::Resume)]
@@ -110,7 +149,7 @@ fn cold_user_waits_once_then_requests_are_served_from_the_lease() {
 
     // Warm: no wait. Estimate = 100 + 400/4 = 200 per request; 3 reserved → 600.
     assert_eq!(
-        g.on_request_headers(3, headers(KEY_A), 6),
+        g.on_request_headers(3, headers(KEY_A), 6, &s),
         HeadersOutcome::Forward {
             credential: credential(),
             inspect_body: false
@@ -119,12 +158,13 @@ fn cold_user_waits_once_then_requests_are_served_from_the_lease() {
     let added = g.on_response_headers(3, 200, Some("application/json"));
     assert_eq!(added[1], ("x-alfred-quota-remaining", "4400".to_string()));
     g.on_response_body(3, CHAT, true);
-    g.on_request_end(3, 7);
-    g.on_request_end(3, 8); // on_log after end of stream: idempotent
-    complete(&mut g, 1, CHAT, 9);
-    complete(&mut g, 2, CHAT, 9);
+    g.on_request_end(3, 7, &s);
+    g.on_request_end(3, 8, &s); // on_log after end of stream: idempotent
+    complete(&mut g, &s, 1, CHAT, 9);
+    complete(&mut g, &s, 2, CHAT, 9);
+    assert_eq!(consumed(&s, KEY_A), 3 * 29);
 
-    let records = sent_records(&mut g, 10);
+    let records = sent_records(&mut g, &s, 10);
     assert_eq!(records.len(), 3);
     for r in &records {
         assert_eq!(
@@ -135,9 +175,14 @@ fn cold_user_waits_once_then_requests_are_served_from_the_lease() {
             ),
             (Some(29), Some(19), Some(10))
         );
-        assert_eq!(r["model"], "gpt-4o-mini");
-        assert_eq!(r["user_id"], 42);
-        assert_eq!(r["estimated"], false);
+        assert_eq!(
+            (
+                r["model"].as_str(),
+                r["user_id"].as_i64(),
+                r["estimated"].as_bool()
+            ),
+            (Some("gpt-4o-mini"), Some(42), Some(false))
+        );
         assert_eq!(r["lease_id"], "lease-1000-60000");
     }
     let ids: std::collections::HashSet<_> = records
@@ -145,37 +190,179 @@ fn cold_user_waits_once_then_requests_are_served_from_the_lease() {
         .map(|r| r["request_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 3, "request ids are distinct");
-    // Settled: 3 × 29 consumed of 1000, so the next request reports 5000 − 87 − 200.
-    g.on_request_headers(4, headers(KEY_A), 11);
-    let added = g.on_response_headers(4, 200, None);
-    assert_eq!(added[1].1, "4713");
+    assert_eq!(g.stats.waited, 2);
+    assert_eq!(g.stats.requests, 3);
 }
 
 #[test]
-fn users_do_not_share_leases() {
-    let mut g = gateway();
+fn worker_vms_share_one_lease_and_one_fetch() {
+    let s = store();
+    let (mut g1, mut g2) = (gateway(1), gateway(2));
+    let HeadersOutcome::Wait { fetch: Some(_), .. } =
+        g1.on_request_headers(1, headers(KEY_A), 0, &s)
+    else {
+        panic!()
+    };
+    // The other VM misses at the same time: it waits for g1's fetch instead of sending one.
     assert!(matches!(
-        g.on_request_headers(1, headers(KEY_A), 0),
-        HeadersOutcome::Wait { fetch: Some(_), .. }
+        g2.on_request_headers(1, headers(KEY_A), 1, &s),
+        HeadersOutcome::Wait { fetch: None, .. }
     ));
+    assert_eq!(
+        g1.on_lease_answer(&key::hash(KEY_A), granted(1000, 60_000), 2, &s),
+        vec![(1, WaiterOutcome::Resume)]
+    );
+    assert_eq!(
+        *s.notified.borrow(),
+        vec![(g2.vm_id(), key::hash(KEY_A))],
+        "g2 is woken"
+    );
+    assert_eq!(
+        g2.on_notified(&key::hash(KEY_A), 3, &s),
+        vec![(1, WaiterOutcome::Resume)]
+    );
+    assert_eq!(
+        consumed(&s, KEY_A),
+        400,
+        "both reservations are in the one shared lease"
+    );
+    // Warm on both VMs now.
     assert!(matches!(
-        g.on_request_headers(2, headers(KEY_B), 0),
-        HeadersOutcome::Wait { fetch: Some(_), .. }
+        g2.on_request_headers(2, headers(KEY_A), 4, &s),
+        HeadersOutcome::Forward { .. }
     ));
+    complete(&mut g2, &s, 1, CHAT, 5);
+    complete(&mut g1, &s, 1, CHAT, 5);
+    assert_eq!(consumed(&s, KEY_A), 29 + 29 + 200);
+    assert_eq!(g1.stats.lease_fetches + g2.stats.lease_fetches, 1);
+}
+
+#[test]
+fn reservations_survive_cas_conflicts_exactly_once() {
+    let s = store();
+    let mut g = gateway(1);
+    warm(&mut g, &s, 1000);
+    s.fail_next_sets.set(5);
+    assert!(matches!(
+        g.on_request_headers(1, headers(KEY_A), 1, &s),
+        HeadersOutcome::Forward { .. }
+    ));
+    assert_eq!(consumed(&s, KEY_A), 200);
+    s.fail_next_sets.set(usize::MAX);
+    let HeadersOutcome::Respond(reply) = g.on_request_headers(2, headers(KEY_A), 1, &s) else {
+        panic!()
+    };
+    assert_eq!(reply.status, 503, "endless conflicts fail closed");
+    s.fail_next_sets.set(0);
+    assert_eq!(consumed(&s, KEY_A), 200);
+}
+
+#[test]
+fn renewal_starts_at_low_water_from_the_root_without_making_anyone_wait() {
+    let s = store();
+    let mut g = gateway(1);
+    warm(&mut g, &s, 1000);
+    for ctx in 1..=3 {
+        assert!(matches!(
+            g.on_request_headers(ctx, headers(KEY_A), 10, &s),
+            HeadersOutcome::Forward { .. }
+        ));
+        assert!(g.on_tick(1, 10, &s).lease_fetches.is_empty());
+    }
+    // 800 of 1000 reserved: below a quarter left → renewal, sent by the root context.
+    assert!(matches!(
+        g.on_request_headers(4, headers(KEY_A), 11, &s),
+        HeadersOutcome::Forward { .. }
+    ));
+    let work = g.on_tick(1, 12, &s);
+    assert_eq!(work.lease_fetches.len(), 1);
+    assert!(g.on_tick(1, 13, &s).lease_fetches.is_empty(), "sent once");
+    // The control plane extends the same lease to 3000.
+    g.on_lease_answer(
+        &key::hash(KEY_A),
+        granted_id("lease-1000-60000", 3000, 60_000),
+        14,
+        &s,
+    );
+    let lease = lease_store::load(&s, &key::hash(KEY_A))
+        .unwrap()
+        .lease
+        .unwrap();
+    assert_eq!((lease.granted, lease.consumed), (3000, 800));
+    // A renewal refused for quota keeps the room that is left.
+    for ctx in 5..=12 {
+        g.on_request_headers(ctx, headers(KEY_A), 15, &s); // 800 + 1600 of 3000: renew
+    }
+    let _ = g.on_tick(1, 16, &s);
+    let exhausted = Ok(LeaseAnswer::Exhausted {
+        user_id: 42,
+        budget_scope: "personal".into(),
+        period_reset_s: 9,
+    });
+    g.on_lease_answer(&key::hash(KEY_A), exhausted, 17, &s);
+    assert!(matches!(
+        g.on_request_headers(16, headers(KEY_A), 18, &s),
+        HeadersOutcome::Forward { .. }
+    ));
+}
+
+#[test]
+fn a_dead_fetcher_is_taken_over_after_its_claim_expires() {
+    let s = store();
+    let (mut g1, mut g2) = (gateway(1), gateway(2));
+    g1.on_request_headers(1, headers(KEY_A), 0, &s); // g1 claims, then never answers
+    g2.on_request_headers(1, headers(KEY_A), 0, &s);
+    assert!(g2
+        .on_tick(1, FETCH_CLAIM_MS - 1, &s)
+        .lease_fetches
+        .is_empty());
+    let work = g2.on_tick(1, FETCH_CLAIM_MS, &s);
+    assert_eq!(work.lease_fetches.len(), 1);
+    assert_eq!(
+        g2.on_lease_answer(
+            &key::hash(KEY_A),
+            granted(1000, 60_000),
+            FETCH_CLAIM_MS + 1,
+            &s
+        ),
+        vec![(1, WaiterOutcome::Resume)]
+    );
+}
+
+#[test]
+fn leader_gone_hands_the_lease_request_to_the_root_context() {
+    let s = store();
+    let mut g = gateway(1);
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    g.on_request_headers(2, headers(KEY_A), 0, &s);
+    g.on_request_end(1, 1, &s); // the leader's client went away; its call is cancelled
+    let work = g.on_tick(99, 2, &s);
+    assert_eq!(work.lease_fetches.len(), 1);
+    assert_eq!(work.lease_fetches[0].key_hash, key::hash(KEY_A));
+    assert!(
+        g.on_tick(99, 3, &s).lease_fetches.is_empty(),
+        "taken over once"
+    );
+    assert_eq!(
+        g.on_lease_answer(&key::hash(KEY_A), granted(1000, 60_000), 4, &s),
+        vec![(2, WaiterOutcome::Resume)]
+    );
 }
 
 #[test]
 fn lease_running_dry_asks_again_and_exhaustion_is_429_remembered_briefly() {
-    let mut g = gateway();
-    let hash = crate::key::hash(KEY_A);
-    g.on_request_headers(1, headers(KEY_A), 0);
+    let s = store();
+    let mut g = gateway(1);
+    let hash = key::hash(KEY_A);
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
     assert_eq!(
-        g.on_lease_answer(&hash, granted(20, 60_000), 0),
+        g.on_lease_answer(&hash, granted(20, 60_000), 0, &s),
         vec![(1, WaiterOutcome::Resume)]
     );
-    complete(&mut g, 1, CHAT, 1); // 29 used of a 20-token grant
+    complete(&mut g, &s, 1, CHAT, 1); // 29 used of a 20-token grant
 
-    let HeadersOutcome::Wait { fetch: Some(_), .. } = g.on_request_headers(2, headers(KEY_A), 2)
+    let HeadersOutcome::Wait { fetch: Some(_), .. } =
+        g.on_request_headers(2, headers(KEY_A), 2, &s)
     else {
         panic!("a spent lease must be renewed")
     };
@@ -184,7 +371,7 @@ fn lease_running_dry_asks_again_and_exhaustion_is_429_remembered_briefly() {
         budget_scope: "personal".into(),
         period_reset_s: 777,
     });
-    let outcomes = g.on_lease_answer(&hash, exhausted, 3);
+    let outcomes = g.on_lease_answer(&hash, exhausted, 3, &s);
     let WaiterOutcome::Respond(reply) = &outcomes[0].1 else {
         panic!("must refuse")
     };
@@ -194,27 +381,26 @@ fn lease_running_dry_asks_again_and_exhaustion_is_429_remembered_briefly() {
         .headers
         .contains(&("x-should-retry", "false".to_string())));
 
-    // Remembered for REFUSAL_TTL_MS without asking the control plane again…
     let HeadersOutcome::Respond(reply) =
-        g.on_request_headers(3, headers(KEY_A), 3 + REFUSAL_TTL_MS - 1)
+        g.on_request_headers(3, headers(KEY_A), 3 + REFUSAL_TTL_MS - 1, &s)
     else {
         panic!("cached refusal")
     };
     assert_eq!(reply.status, 429);
-    // …then asked again (an admin may have raised the quota).
     assert!(matches!(
-        g.on_request_headers(4, headers(KEY_A), 3 + REFUSAL_TTL_MS),
+        g.on_request_headers(4, headers(KEY_A), 3 + REFUSAL_TTL_MS, &s),
         HeadersOutcome::Wait { fetch: Some(_), .. }
     ));
 }
 
 #[test]
 fn unknown_key_and_suspended_user_are_refused_in_the_contract_shape() {
-    let mut g = gateway();
-    let hash = crate::key::hash(KEY_A);
-    g.on_request_headers(1, headers(KEY_A), 0);
-    g.on_request_headers(2, headers(KEY_A), 0);
-    let outcomes = g.on_lease_answer(&hash, Ok(LeaseAnswer::InvalidKey), 1);
+    let s = store();
+    let mut g = gateway(1);
+    let hash = key::hash(KEY_A);
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    g.on_request_headers(2, headers(KEY_A), 0, &s);
+    let outcomes = g.on_lease_answer(&hash, Ok(LeaseAnswer::InvalidKey), 1, &s);
     assert_eq!(
         outcomes
             .iter()
@@ -227,115 +413,118 @@ fn unknown_key_and_suspended_user_are_refused_in_the_contract_shape() {
     };
     let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(v["error"]["code"], "invalid_api_key");
-    // Refused requests leave no usage behind.
-    assert!(g.next_usage_batch(2).is_none());
+    assert!(
+        g.on_tick(1, 2, &s).usage_batch.is_none(),
+        "refused requests leave no usage"
+    );
 
-    let hash_b = crate::key::hash(KEY_B);
-    g.on_request_headers(3, headers(KEY_B), 0);
-    let outcomes = g.on_lease_answer(&hash_b, Ok(LeaseAnswer::Suspended { user_id: 9 }), 1);
+    g.on_request_headers(3, headers(KEY_B), 0, &s);
+    let outcomes = g.on_lease_answer(
+        &key::hash(KEY_B),
+        Ok(LeaseAnswer::Suspended { user_id: 9 }),
+        1,
+        &s,
+    );
     assert_eq!(status_of(&outcomes[0].1), Some(403));
 }
 
 #[test]
 fn malformed_or_missing_key_and_unknown_paths_never_reach_the_control_plane() {
-    let mut g = gateway();
-    let mut h = headers(KEY_A);
-    h.key = ClientKey::Missing;
-    assert!(matches!(
-        g.on_request_headers(1, h, 0),
-        HeadersOutcome::Respond(LocalReply { status: 401, .. })
-    ));
-    let mut h = headers(KEY_A);
-    h.key = ClientKey::Malformed;
-    assert!(matches!(
-        g.on_request_headers(2, h, 0),
-        HeadersOutcome::Respond(LocalReply { status: 401, .. })
-    ));
-    let mut h = headers(KEY_A);
-    h.path = "/v1/admin/users";
-    assert!(matches!(
-        g.on_request_headers(3, h, 0),
-        HeadersOutcome::Respond(LocalReply { status: 404, .. })
-    ));
+    let s = store();
+    let mut g = gateway(1);
+    for (key, path, status) in [
+        (ClientKey::Missing, "/v1/chat/completions", 401),
+        (ClientKey::Malformed, "/v1/chat/completions", 401),
+        (ClientKey::Found(KEY_A), "/v1/admin/users", 404),
+    ] {
+        let h = RequestHeaders {
+            key,
+            path,
+            ..headers(KEY_A)
+        };
+        let HeadersOutcome::Respond(reply) = g.on_request_headers(1, h, 0, &s) else {
+            panic!()
+        };
+        assert_eq!(reply.status, status);
+    }
+    assert_eq!(
+        s.data.borrow().len(),
+        1,
+        "no record made (only the creation lock)"
+    );
 }
 
 #[test]
 fn control_plane_failure_fails_closed_but_is_not_remembered() {
-    let mut g = gateway();
-    let hash = crate::key::hash(KEY_A);
-    g.on_request_headers(1, headers(KEY_A), 0);
-    let outcomes = g.on_lease_answer(&hash, Err("timeout".into()), 2000);
+    let s = store();
+    let mut g = gateway(1);
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    let outcomes = g.on_lease_answer(&key::hash(KEY_A), Err("timeout".into()), 2000, &s);
     let WaiterOutcome::Respond(reply) = &outcomes[0].1 else {
         panic!()
     };
     assert_eq!(reply.status, 503);
     assert!(String::from_utf8_lossy(&reply.body).contains("governance_unavailable"));
     assert!(matches!(
-        g.on_request_headers(2, headers(KEY_A), 2001),
+        g.on_request_headers(2, headers(KEY_A), 2001, &s),
         HeadersOutcome::Wait { fetch: Some(_), .. }
     ));
 }
 
 #[test]
 fn unexpired_lease_keeps_serving_through_an_outage_and_expiry_forces_a_renewal() {
-    let mut g = gateway();
-    let hash = crate::key::hash(KEY_A);
-    g.on_request_headers(1, headers(KEY_A), 0);
-    g.on_lease_answer(&hash, granted(1000, 60_000), 0);
-    complete(&mut g, 1, CHAT, 1);
+    let s = store();
+    let mut g = gateway(1);
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    g.on_lease_answer(&key::hash(KEY_A), granted(100_000, 60_000), 0, &s);
+    complete(&mut g, &s, 1, CHAT, 1);
     g.usage_send_failed(2); // control plane gone
     assert!(matches!(
-        g.on_request_headers(2, headers(KEY_A), 59_999),
+        g.on_request_headers(2, headers(KEY_A), 59_999, &s),
         HeadersOutcome::Forward { .. }
     ));
     assert!(matches!(
-        g.on_request_headers(3, headers(KEY_A), 60_000),
+        g.on_request_headers(3, headers(KEY_A), 60_000, &s),
         HeadersOutcome::Wait { fetch: Some(_), .. }
     ));
 }
 
 #[test]
-fn waiters_beyond_the_grant_are_refused_not_forwarded() {
-    let mut g = gateway();
-    let hash = crate::key::hash(KEY_A);
-    g.on_request_headers(1, headers(KEY_A), 0);
-    g.on_request_headers(2, headers(KEY_A), 0);
-    let outcomes = g.on_lease_answer(&hash, granted(150, 60_000), 0);
-    assert_eq!(outcomes[0], (1, WaiterOutcome::Resume));
-    assert_eq!(status_of(&outcomes[1].1), Some(429));
-}
-
-#[test]
-fn leader_gone_hands_the_lease_request_to_the_root_context() {
-    let mut g = gateway();
-    let hash = crate::key::hash(KEY_A);
-    g.on_request_headers(1, headers(KEY_A), 0);
-    g.on_request_headers(2, headers(KEY_A), 0);
-    g.on_request_end(1, 1); // the leader's client went away; its call is cancelled
-    let orphans = g.orphaned_fetches(99);
-    assert_eq!(orphans.len(), 1);
-    assert_eq!(orphans[0].key_hash, hash);
-    assert!(g.orphaned_fetches(99).is_empty(), "taken over once");
+fn waiters_beyond_the_grant_ask_for_more_and_are_refused_only_when_there_is_none() {
+    let s = store();
+    let mut g = gateway(1);
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    g.on_request_headers(2, headers(KEY_A), 0, &s);
+    let outcomes = g.on_lease_answer(&key::hash(KEY_A), granted(150, 60_000), 0, &s);
     assert_eq!(
-        g.on_lease_answer(&hash, granted(1000, 60_000), 2),
-        vec![(2, WaiterOutcome::Resume)]
+        outcomes,
+        vec![(1, WaiterOutcome::Resume)],
+        "the second still waits"
     );
-    // Nobody waiting and no leader: the fetch is simply dropped.
-    g.on_request_headers(3, headers(KEY_B), 0);
-    g.on_request_end(3, 1);
-    assert!(g.orphaned_fetches(99).is_empty());
+    // More is asked for (from the root context); the control plane has no more: 429.
+    let work = g.on_tick(1, 1, &s);
+    assert_eq!(work.lease_fetches.len(), 1);
+    let exhausted = Ok(LeaseAnswer::Exhausted {
+        user_id: 42,
+        budget_scope: "personal".into(),
+        period_reset_s: 9,
+    });
+    let outcomes = g.on_lease_answer(&key::hash(KEY_A), exhausted, 2, &s);
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!((outcomes[0].0, status_of(&outcomes[0].1)), (2, Some(429)));
 }
 
 #[test]
 fn cut_stream_is_charged_an_estimate_and_marked() {
-    let mut g = gateway();
-    g.on_request_headers(1, headers(KEY_A), 0);
-    g.on_lease_answer(&crate::key::hash(KEY_A), granted(1000, 60_000), 0);
+    let s = store();
+    let mut g = gateway(1);
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    g.on_lease_answer(&key::hash(KEY_A), granted(1000, 60_000), 0, &s);
     g.on_response_headers(1, 200, Some("text/event-stream; charset=utf-8"));
     let partial = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hello wor";
     g.on_response_body(1, partial, false);
-    g.on_request_end(1, 5); // client disconnected: on_log without end of stream
-    let r = &sent_records(&mut g, 6)[0];
+    g.on_request_end(1, 5, &s); // client disconnected: on_log without end of stream
+    let r = &sent_records(&mut g, &s, 6)[0];
     assert_eq!(r["estimated"], true);
     assert_eq!(r["input_tokens"], 100); // 400 request bytes / 4
     assert_eq!(r["output_tokens"], (partial.len() as u64).div_ceil(4));
@@ -344,39 +533,39 @@ fn cut_stream_is_charged_an_estimate_and_marked() {
 
 #[test]
 fn provider_error_charges_nothing_and_releases_the_reservation() {
-    let mut g = gateway();
-    g.on_request_headers(1, headers(KEY_A), 0);
-    g.on_lease_answer(&crate::key::hash(KEY_A), granted(200, 60_000), 0);
+    let s = store();
+    let mut g = gateway(1);
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    g.on_lease_answer(&key::hash(KEY_A), granted(200, 60_000), 0, &s);
     g.on_response_headers(1, 500, Some("application/json"));
     g.on_response_body(
         1,
         br#"{"error":{"message":"boom","usage":{"total_tokens":5}}}"#,
         true,
     );
-    g.on_request_end(1, 1);
-    let r = &sent_records(&mut g, 2)[0];
+    g.on_request_end(1, 1, &s);
+    let r = &sent_records(&mut g, &s, 2)[0];
     assert_eq!(
         (r["total_tokens"].as_u64(), r["status"].as_u64()),
         (Some(0), Some(500))
     );
-    // The whole 200-token grant is free again.
-    assert!(matches!(
-        g.on_request_headers(2, headers(KEY_A), 3),
-        HeadersOutcome::Forward { .. }
-    ));
+    assert_eq!(consumed(&s, KEY_A), 0, "the whole grant is free again");
 }
 
 #[test]
 fn alfred_headers_travel_in_the_record() {
-    let mut g = gateway();
-    let mut h = headers(KEY_A);
-    h.priority = Some("CRITICAL");
-    h.privacy = Some("strict");
-    h.project_id = Some("project-123");
-    g.on_request_headers(1, h, 0);
-    g.on_lease_answer(&crate::key::hash(KEY_A), granted(1000, 60_000), 0);
-    complete(&mut g, 1, CHAT, 1);
-    let r = &sent_records(&mut g, 2)[0];
+    let s = store();
+    let mut g = gateway(1);
+    let h = RequestHeaders {
+        priority: Some("CRITICAL"),
+        privacy: Some("strict"),
+        project_id: Some("project-123"),
+        ..headers(KEY_A)
+    };
+    g.on_request_headers(1, h, 0, &s);
+    g.on_lease_answer(&key::hash(KEY_A), granted(1000, 60_000), 0, &s);
+    complete(&mut g, &s, 1, CHAT, 1);
+    let r = &sent_records(&mut g, &s, 2)[0];
     assert_eq!(
         (
             r["priority"].as_str(),
@@ -388,44 +577,108 @@ fn alfred_headers_travel_in_the_record() {
 }
 
 #[test]
-fn sweep_forgets_idle_users_only() {
-    let mut g = gateway();
-    g.on_request_headers(1, headers(KEY_A), 0);
-    g.on_lease_answer(&crate::key::hash(KEY_A), granted(1000, 1_000), 0);
-    g.on_request_headers(2, headers(KEY_B), 0); // fetch in flight
-    g.sweep(5_000);
-    assert_eq!(g.users.len(), 1);
-    assert!(g.users.contains_key(&crate::key::hash(KEY_B)));
+fn revocation_and_suspension_reach_the_proxy_through_sync() {
+    let s = store();
+    let mut g = gateway(1);
+    warm(&mut g, &s, 100_000);
+    assert!(
+        g.on_tick(1, RECHECK_AFTER_MS - 1, &s).sync.is_none(),
+        "checked at grant time"
+    );
+    let mut g2 = gateway(2);
+    let due_at = RECHECK_AFTER_MS - 1 + SYNC_EVERY_MS;
+    assert!(
+        g.on_tick(1, due_at - 1, &s).sync.is_none(),
+        "syncs are spaced"
+    );
+    let sync = g.on_tick(1, due_at, &s).sync.expect("due");
+    let v: serde_json::Value = serde_json::from_slice(&sync).unwrap();
+    assert_eq!(v["key_hashes"][0], key::hash(KEY_A));
+    g2.active.insert(key::hash(KEY_A), due_at);
+    assert!(
+        g2.on_tick(1, due_at, &s).sync.is_none(),
+        "one VM checks each key"
+    );
+    let answer = SyncAnswer::parse(
+        format!(
+            r#"{{"keys":[{{"key_hash":"{}","decision":"suspended"}}]}}"#,
+            key::hash(KEY_A)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    g.on_sync_answer(Some(answer), due_at + 5, &s);
+    let HeadersOutcome::Respond(reply) = g2.on_request_headers(1, headers(KEY_A), due_at + 6, &s)
+    else {
+        panic!()
+    };
+    assert_eq!(reply.status, 403);
 }
 
-fn with_body(key: &str) -> RequestHeaders<'_> {
-    RequestHeaders {
-        has_body: true,
-        ..headers(key)
-    }
+#[test]
+fn lease_size_follows_burn_rate_within_bounds() {
+    let config = gateway(1).config().clone();
+    let mut record = Record::default();
+    assert_eq!(
+        lease_size(&config, &record, 10_000),
+        100,
+        "idle: a tenth of the cap"
+    );
+    record.window_start_ms = 0;
+    record.window_tokens = 150;
+    assert_eq!(
+        lease_size(&config, &record, 10_000),
+        450,
+        "15 tokens/s for 30 s"
+    );
+    record.window_tokens = 100_000;
+    assert_eq!(
+        lease_size(&config, &record, 10_000),
+        1000,
+        "capped per proxy"
+    );
+}
+
+#[test]
+fn sweep_forgets_idle_users_only() {
+    let s = store();
+    let mut g = gateway(1);
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    g.on_lease_answer(&key::hash(KEY_A), granted(1000, 1_000), 0, &s);
+    complete(&mut g, &s, 1, CHAT, 0);
+    g.on_request_headers(2, headers(KEY_B), 0, &s); // waiting
+    g.sweep(IDLE_MS, &s);
+    assert_eq!(g.tracked_keys(), 1);
+    assert!(
+        lease_store::load(&s, &key::hash(KEY_A)).is_none(),
+        "record emptied"
+    );
+    assert!(lease_store::load(&s, &key::hash(KEY_B)).is_some());
 }
 
 #[test]
 fn stream_without_include_usage_gets_it_and_the_client_never_sees_the_usage_chunk() {
-    let mut g = gateway();
-    let hash = crate::key::hash(KEY_A);
-    // Cold: waits for the lease and reads the body; the lease arrives first.
+    let s = store();
+    let mut g = gateway(1);
     let HeadersOutcome::Wait {
         inspect_body: true, ..
-    } = g.on_request_headers(1, with_body(KEY_A), 0)
+    } = g.on_request_headers(1, with_body(KEY_A), 0, &s)
     else {
         panic!("chat requests with a body are inspected")
     };
-    assert_eq!(g.on_request_body(1, 10, false, || None), BodyAction::Buffer);
     assert_eq!(
-        g.on_lease_answer(&hash, granted(1000, 60_000), 1),
+        g.on_request_body(1, 10, false, || None, 0, &s),
+        BodyAction::Buffer
+    );
+    assert_eq!(
+        g.on_lease_answer(&key::hash(KEY_A), granted(1000, 60_000), 1, &s),
         vec![(1, WaiterOutcome::AwaitBody)]
     );
     let request = br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
     let BodyAction::Replace {
         body,
         proceed: true,
-    } = g.on_request_body(1, request.len(), true, || Some(request.to_vec()))
+    } = g.on_request_body(1, request.len(), true, || Some(request.to_vec()), 1, &s)
     else {
         panic!("include_usage must be added")
     };
@@ -447,8 +700,8 @@ fn stream_without_include_usage_gets_it_and_the_client_never_sees_the_usage_chun
         "usage chunk removed"
     );
     assert_eq!(g.on_response_body(1, b"data: [DONE]\n\n", true), None);
-    g.on_request_end(1, 2);
-    let r = &sent_records(&mut g, 3)[0];
+    g.on_request_end(1, 2, &s);
+    let r = &sent_records(&mut g, &s, 3)[0];
     assert_eq!(
         (
             r["total_tokens"].as_u64(),
@@ -461,21 +714,23 @@ fn stream_without_include_usage_gets_it_and_the_client_never_sees_the_usage_chun
 
 #[test]
 fn warm_request_body_is_read_before_forwarding_and_left_alone_when_fine() {
-    let mut g = gateway();
-    let hash = crate::key::hash(KEY_A);
-    g.on_request_headers(1, headers(KEY_A), 0);
-    g.on_lease_answer(&hash, granted(1000, 60_000), 0);
+    let s = store();
+    let mut g = gateway(1);
+    warm(&mut g, &s, 1000);
     assert_eq!(
-        g.on_request_headers(2, with_body(KEY_A), 1),
+        g.on_request_headers(2, with_body(KEY_A), 1, &s),
         HeadersOutcome::Forward {
             credential: credential(),
             inspect_body: true
         }
     );
-    assert_eq!(g.on_request_body(2, 5, false, || None), BodyAction::Buffer);
+    assert_eq!(
+        g.on_request_body(2, 5, false, || None, 1, &s),
+        BodyAction::Buffer
+    );
     let request = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
     assert_eq!(
-        g.on_request_body(2, request.len(), true, || Some(request.to_vec())),
+        g.on_request_body(2, request.len(), true, || Some(request.to_vec()), 1, &s),
         BodyAction::Continue
     );
     g.on_response_headers(2, 200, Some("text/event-stream"));
@@ -489,69 +744,64 @@ fn warm_request_body_is_read_before_forwarding_and_left_alone_when_fine() {
 
 #[test]
 fn body_arriving_before_the_lease_waits_for_it() {
-    let mut g = gateway();
-    let hash = crate::key::hash(KEY_A);
-    let mut h = with_body(KEY_A);
-    h.path = "/v1/embeddings";
+    let s = store();
+    let mut g = gateway(1);
+    let h = RequestHeaders {
+        path: "/v1/embeddings",
+        ..with_body(KEY_A)
+    };
     let HeadersOutcome::Wait {
         inspect_body: false,
         ..
-    } = g.on_request_headers(1, h, 0)
+    } = g.on_request_headers(1, h, 0, &s)
     else {
         panic!()
     };
     assert_eq!(
-        g.on_request_body(1, 10, true, || None),
+        g.on_request_body(1, 10, true, || None, 0, &s),
         BodyAction::Buffer,
         "held until the lease is in"
     );
     assert_eq!(
-        g.on_lease_answer(&hash, granted(1000, 60_000), 1),
+        g.on_lease_answer(&key::hash(KEY_A), granted(1000, 60_000), 1, &s),
         vec![(1, WaiterOutcome::Resume)]
     );
     assert_eq!(
-        g.on_request_body(1, 10, true, || None),
+        g.on_request_body(1, 10, true, || None, 1, &s),
         BodyAction::Continue
     );
 }
 
 #[test]
 fn oversized_body_is_413_and_returns_its_reservation() {
-    let mut g = gateway();
-    let hash = crate::key::hash(KEY_A);
-    g.on_request_headers(1, headers(KEY_A), 0);
-    g.on_lease_answer(&hash, granted(300, 60_000), 0);
-    complete(&mut g, 1, br#"{"usage":{"total_tokens":0}}"#, 0);
-    g.on_request_headers(2, with_body(KEY_A), 1); // reserves 200 of 300
-    let BodyAction::Respond(reply) = g.on_request_body(2, 33 * 1024 * 1024, false, || None) else {
+    let s = store();
+    let mut g = gateway(1);
+    warm(&mut g, &s, 300);
+    g.on_request_headers(2, with_body(KEY_A), 1, &s); // reserves 200 of 300
+    let BodyAction::Respond(reply) = g.on_request_body(2, 33 * 1024 * 1024, false, || None, 1, &s)
+    else {
         panic!()
     };
     assert_eq!(reply.status, 413);
     assert!(String::from_utf8_lossy(&reply.body).contains("request_too_large"));
-    // The 200 are free again: another request fits.
-    assert!(matches!(
-        g.on_request_headers(3, headers(KEY_A), 2),
-        HeadersOutcome::Forward { .. }
-    ));
-    assert!(matches!(
-        g.on_request_headers(4, headers(KEY_A), 2),
-        HeadersOutcome::Forward { .. }
-    ));
+    assert_eq!(consumed(&s, KEY_A), 0, "the reservation is returned");
 }
 
 #[test]
 fn privacy_strict_sets_store_false() {
-    let mut g = gateway();
-    g.on_request_headers(1, headers(KEY_A), 0);
-    g.on_lease_answer(&crate::key::hash(KEY_A), granted(1000, 60_000), 0);
-    let mut h = with_body(KEY_A);
-    h.privacy = Some("strict");
-    g.on_request_headers(2, h, 1);
+    let s = store();
+    let mut g = gateway(1);
+    warm(&mut g, &s, 1000);
+    let h = RequestHeaders {
+        privacy: Some("strict"),
+        ..with_body(KEY_A)
+    };
+    g.on_request_headers(2, h, 1, &s);
     let request = br#"{"model":"m","messages":[]}"#;
     let BodyAction::Replace {
         body,
         proceed: true,
-    } = g.on_request_body(2, request.len(), true, || Some(request.to_vec()))
+    } = g.on_request_body(2, request.len(), true, || Some(request.to_vec()), 1, &s)
     else {
         panic!()
     };

@@ -1,0 +1,506 @@
+//! Per-user lease records in Envoy's shared data: one record per user per Envoy process,
+//! read and written by every worker VM with compare-and-swap.
+//!
+//! A record holds the user's current lease and what the process has consumed of it, a
+//! cached refusal, the VM that is fetching a lease for the user (single flight across
+//! VMs) and the VMs waiting for it, and a burn-rate window for sizing leases.
+//!
+//! Shared data cannot create a key conditionally (writing a missing key always
+//! succeeds), so records are created only while holding the process-wide creation lock,
+//! itself a record written once per process before any traffic (see [`SharedStore`]).
+
+use crate::reply::Refusal;
+
+/// The host's shared key-value store, as the gateway needs it. The adapter implements
+/// it with proxy-wasm shared data and queues; tests with an in-memory fake.
+pub trait SharedStore {
+    /// Value and CAS token, or `None` for a missing (or emptied) key.
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// Write if the key's CAS token still equals `cas` (`None`: unconditionally).
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch>;
+    /// Tell VM `vm` that the record of `key_hash` changed (its waiters may go on).
+    fn notify(&self, vm: u64, key_hash: &str);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CasMismatch;
+
+/// Bounded retries of a compare-and-swap update before giving up (fail closed).
+pub const CAS_RETRIES: usize = 32;
+
+pub const LOCK_KEY: &str = "alfred/create-lock";
+const PREFIX: &str = "alfred/u/";
+
+pub fn record_key(key_hash: &str) -> String {
+    let mut k = String::with_capacity(PREFIX.len() + key_hash.len());
+    k.push_str(PREFIX);
+    k.push_str(key_hash);
+    k
+}
+
+/// Make sure the creation lock exists. Called from every VM's configuration, before the
+/// listeners take traffic: racing first writes all write "unlocked", which is harmless.
+pub fn init_lock(store: &dyn SharedStore) {
+    if store.get(LOCK_KEY).is_none() {
+        let _ = store.set(LOCK_KEY, &encode_lock(0, 0), None);
+    }
+}
+
+fn encode_lock(owner: u64, until_ms: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&owner.to_le_bytes());
+    b[8..].copy_from_slice(&until_ms.to_le_bytes());
+    b
+}
+
+fn decode_lock(b: &[u8]) -> (u64, u64) {
+    let mut r = Reader { b, at: 0 };
+    (r.u64().unwrap_or(0), r.u64().unwrap_or(0))
+}
+
+/// How long a creation lock is honoured if its holder never releases it.
+const LOCK_TTL_MS: u64 = 1_000;
+
+/// Create the record of `key` with `initial` unless it exists; returns whether this call
+/// created it. Serialised by the process-wide lock.
+fn create(
+    store: &dyn SharedStore,
+    key: &str,
+    initial: &Record,
+    vm: u64,
+    now_ms: u64,
+) -> Result<bool, CasMismatch> {
+    for _ in 0..CAS_RETRIES {
+        let Some((lock, cas)) = store.get(LOCK_KEY) else {
+            init_lock(store);
+            continue;
+        };
+        let (owner, until) = decode_lock(&lock);
+        if owner != 0 && owner != vm && now_ms < until {
+            continue; // someone else is creating; try again
+        }
+        if store
+            .set(LOCK_KEY, &encode_lock(vm, now_ms + LOCK_TTL_MS), Some(cas))
+            .is_err()
+        {
+            continue;
+        }
+        let created = if store.get(key).is_none() {
+            let _ = store.set(key, &initial.encode(), None);
+            true
+        } else {
+            false
+        };
+        // Release; a failed release only means it expires by itself.
+        if let Some((_, cas)) = store.get(LOCK_KEY) {
+            let _ = store.set(LOCK_KEY, &encode_lock(0, 0), Some(cas));
+        }
+        return Ok(created);
+    }
+    Err(CasMismatch)
+}
+
+/// Read-modify-write the record of `key_hash` with compare-and-swap. `f` sees the current
+/// record (a default one when missing) and changes it; its result is returned once the
+/// write succeeded. `f` may run several times.
+pub fn update<R>(
+    store: &dyn SharedStore,
+    key_hash: &str,
+    vm: u64,
+    now_ms: u64,
+    mut f: impl FnMut(&mut Record) -> R,
+) -> Result<R, CasMismatch> {
+    let key = record_key(key_hash);
+    for _ in 0..CAS_RETRIES {
+        match store.get(&key) {
+            Some((bytes, cas)) => {
+                let mut record = Record::decode(&bytes).unwrap_or_default();
+                let out = f(&mut record);
+                if store.set(&key, &record.encode(), Some(cas)).is_ok() {
+                    return Ok(out);
+                }
+            }
+            None => {
+                create(store, &key, &Record::default(), vm, now_ms)?;
+            }
+        }
+    }
+    Err(CasMismatch)
+}
+
+/// Read the record of `key_hash` without changing it.
+pub fn load(store: &dyn SharedStore, key_hash: &str) -> Option<Record> {
+    store
+        .get(&record_key(key_hash))
+        .and_then(|(b, _)| Record::decode(&b))
+}
+
+/// Empty an idle record (shared data keys cannot be removed, but their values can).
+pub fn clear(store: &dyn SharedStore, key_hash: &str, expect_cas: u32) {
+    let _ = store.set(&record_key(key_hash), &[], Some(expect_cas));
+}
+
+/// A refusal the control plane gave, cached until `until_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedRefusal {
+    pub refusal: Refusal,
+    pub until_ms: u64,
+}
+
+/// The lease a process holds for a user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lease {
+    pub id: String,
+    pub user_id: i64,
+    pub granted: u64,
+    /// Reserved by requests in flight plus settled usage, across all VMs.
+    pub consumed: u64,
+    pub expires_at_ms: u64,
+    /// What the user could still spend when the lease was granted, this lease included.
+    pub quota_remaining: u64,
+    pub period_reset_s: u64,
+}
+
+impl Lease {
+    pub fn room(&self, now_ms: u64) -> u64 {
+        if now_ms >= self.expires_at_ms {
+            0
+        } else {
+            self.granted.saturating_sub(self.consumed)
+        }
+    }
+}
+
+/// One user's shared record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    pub lease: Option<Lease>,
+    pub refusal: Option<CachedRefusal>,
+    /// VM fetching a lease for this user (0: none), until when that claim holds.
+    pub fetch_owner: u64,
+    pub fetch_until_ms: u64,
+    /// VMs with requests waiting for that fetch.
+    pub waiting_vms: Vec<u64>,
+    /// When the control plane last confirmed the key and user (revocation, suspension).
+    pub checked_at_ms: u64,
+    /// Burn-rate window: tokens settled since `window_start_ms`.
+    pub window_start_ms: u64,
+    pub window_tokens: u64,
+    pub last_used_ms: u64,
+}
+
+impl Record {
+    pub fn fetch_active(&self, now_ms: u64) -> bool {
+        self.fetch_owner != 0 && now_ms < self.fetch_until_ms
+    }
+
+    pub fn live_refusal(&self, now_ms: u64) -> Option<&Refusal> {
+        self.refusal
+            .as_ref()
+            .filter(|r| now_ms < r.until_ms)
+            .map(|r| &r.refusal)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Vec::with_capacity(160);
+        w.push(1); // format version
+        match &self.lease {
+            Some(l) => {
+                w.push(1);
+                put_str(&mut w, &l.id);
+                put_u64(&mut w, l.user_id as u64);
+                for v in [
+                    l.granted,
+                    l.consumed,
+                    l.expires_at_ms,
+                    l.quota_remaining,
+                    l.period_reset_s,
+                ] {
+                    put_u64(&mut w, v);
+                }
+            }
+            None => w.push(0),
+        }
+        match &self.refusal {
+            Some(r) => {
+                let (code, scope, retry) = match &r.refusal {
+                    Refusal::InvalidApiKey => (1, "", 0),
+                    Refusal::UserSuspended => (2, "", 0),
+                    Refusal::InsufficientQuota {
+                        budget_scope,
+                        retry_after_s,
+                    } => (3, budget_scope.as_str(), *retry_after_s),
+                    _ => (4, "", 0),
+                };
+                w.push(code);
+                put_str(&mut w, scope);
+                put_u64(&mut w, retry);
+                put_u64(&mut w, r.until_ms);
+            }
+            None => w.push(0),
+        }
+        for v in [self.fetch_owner, self.fetch_until_ms] {
+            put_u64(&mut w, v);
+        }
+        w.push(self.waiting_vms.len().min(255) as u8);
+        for vm in self.waiting_vms.iter().take(255) {
+            put_u64(&mut w, *vm);
+        }
+        for v in [
+            self.checked_at_ms,
+            self.window_start_ms,
+            self.window_tokens,
+            self.last_used_ms,
+        ] {
+            put_u64(&mut w, v);
+        }
+        w
+    }
+
+    /// `None` for empty or unreadable bytes (treated as a missing record).
+    pub fn decode(b: &[u8]) -> Option<Record> {
+        let mut r = Reader { b, at: 0 };
+        if r.u8()? != 1 {
+            return None;
+        }
+        let lease = match r.u8()? {
+            1 => Some(Lease {
+                id: r.str()?,
+                user_id: r.u64()? as i64,
+                granted: r.u64()?,
+                consumed: r.u64()?,
+                expires_at_ms: r.u64()?,
+                quota_remaining: r.u64()?,
+                period_reset_s: r.u64()?,
+            }),
+            _ => None,
+        };
+        let refusal = match r.u8()? {
+            0 => None,
+            code => {
+                let scope = r.str()?;
+                let retry = r.u64()?;
+                let until_ms = r.u64()?;
+                let refusal = match code {
+                    1 => Refusal::InvalidApiKey,
+                    2 => Refusal::UserSuspended,
+                    3 => Refusal::InsufficientQuota {
+                        budget_scope: scope,
+                        retry_after_s: retry,
+                    },
+                    _ => Refusal::GovernanceUnavailable,
+                };
+                Some(CachedRefusal { refusal, until_ms })
+            }
+        };
+        let fetch_owner = r.u64()?;
+        let fetch_until_ms = r.u64()?;
+        let n = r.u8()?;
+        let mut waiting_vms = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            waiting_vms.push(r.u64()?);
+        }
+        Some(Record {
+            lease,
+            refusal,
+            fetch_owner,
+            fetch_until_ms,
+            waiting_vms,
+            checked_at_ms: r.u64()?,
+            window_start_ms: r.u64()?,
+            window_tokens: r.u64()?,
+            last_used_ms: r.u64()?,
+        })
+    }
+}
+
+fn put_u64(w: &mut Vec<u8>, v: u64) {
+    w.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(w: &mut Vec<u8>, s: &str) {
+    let bytes = &s.as_bytes()[..s.len().min(255)];
+    w.push(bytes.len() as u8);
+    w.extend_from_slice(bytes);
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|s| s[0])
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Some(u64::from_le_bytes(a))
+    }
+    fn str(&mut self) -> Option<String> {
+        let n = usize::from(self.u8()?);
+        Some(String::from_utf8_lossy(self.take(n)?).into_owned())
+    }
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! An in-memory shared store with Envoy's semantics, and hooks to force conflicts.
+
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    pub struct FakeStore {
+        pub data: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+        next_cas: Cell<u32>,
+        /// Each `set` with a CAS fails while this is positive (and decrements it).
+        pub fail_next_sets: Cell<usize>,
+        pub notified: RefCell<Vec<(u64, String)>>,
+        pub sets: Cell<usize>,
+    }
+
+    impl SharedStore for FakeStore {
+        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+            self.data
+                .borrow()
+                .get(key)
+                .filter(|(v, _)| !v.is_empty())
+                .cloned()
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {
+            self.sets.set(self.sets.get() + 1);
+            let mut data = self.data.borrow_mut();
+            if let (Some(cas), Some((_, current))) = (cas, data.get(key)) {
+                if self.fail_next_sets.get() > 0 {
+                    self.fail_next_sets.set(self.fail_next_sets.get() - 1);
+                    return Err(CasMismatch);
+                }
+                if cas != *current {
+                    return Err(CasMismatch);
+                }
+            }
+            self.next_cas.set(self.next_cas.get() + 1);
+            data.insert(key.to_string(), (value.to_vec(), self.next_cas.get()));
+            Ok(())
+        }
+        fn notify(&self, vm: u64, key_hash: &str) {
+            self.notified.borrow_mut().push((vm, key_hash.to_string()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeStore;
+    use super::*;
+
+    fn sample() -> Record {
+        Record {
+            lease: Some(Lease {
+                id: "lease-1".into(),
+                user_id: 42,
+                granted: 1000,
+                consumed: 250,
+                expires_at_ms: 60_000,
+                quota_remaining: 9000,
+                period_reset_s: 3600,
+            }),
+            refusal: Some(CachedRefusal {
+                refusal: Refusal::InsufficientQuota {
+                    budget_scope: "team".into(),
+                    retry_after_s: 7,
+                },
+                until_ms: 99,
+            }),
+            fetch_owner: 3,
+            fetch_until_ms: 4,
+            waiting_vms: vec![5, 6],
+            checked_at_ms: 7,
+            window_start_ms: 8,
+            window_tokens: 9,
+            last_used_ms: 10,
+        }
+    }
+
+    #[test]
+    fn record_round_trips_and_garbage_is_a_missing_record() {
+        let r = sample();
+        assert_eq!(Record::decode(&r.encode()), Some(r));
+        assert_eq!(
+            Record::decode(&Record::default().encode()),
+            Some(Record::default())
+        );
+        for bad in [&b""[..], b"\x02", b"\x01\x01\x05ab", &[0xff; 40]] {
+            assert_eq!(Record::decode(bad), None);
+        }
+        let enc = sample().encode();
+        for cut in 0..enc.len() {
+            assert_eq!(Record::decode(&enc[..cut]), None, "truncated at {cut}");
+        }
+    }
+
+    #[test]
+    fn update_creates_once_and_retries_cas_conflicts() {
+        let store = FakeStore::default();
+        init_lock(&store);
+        let n = update(&store, "h", 1, 0, |r| {
+            r.window_tokens += 1;
+            r.window_tokens
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+        // Two conflicting writes: the update re-reads and still applies exactly once.
+        store.fail_next_sets.set(2);
+        let n = update(&store, "h", 2, 0, |r| {
+            r.window_tokens += 1;
+            r.window_tokens
+        })
+        .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(load(&store, "h").unwrap().window_tokens, 2);
+        // Endless conflicts: bounded, reported.
+        store.fail_next_sets.set(usize::MAX);
+        assert_eq!(
+            update(&store, "h", 2, 0, |r| r.window_tokens += 1),
+            Err(CasMismatch)
+        );
+        store.fail_next_sets.set(0);
+        assert_eq!(load(&store, "h").unwrap().window_tokens, 2);
+    }
+
+    #[test]
+    fn creation_is_serialised_by_the_lock() {
+        let store = FakeStore::default();
+        init_lock(&store);
+        // Another VM holds the creation lock: this VM cannot create until it expires.
+        store.set(LOCK_KEY, &encode_lock(9, 500), None).unwrap();
+        assert_eq!(
+            create(&store, &record_key("k"), &sample(), 1, 100),
+            Err(CasMismatch)
+        );
+        assert!(store.get(&record_key("k")).is_none());
+        assert_eq!(
+            create(&store, &record_key("k"), &sample(), 1, 600),
+            Ok(true)
+        );
+        // Existing records are never overwritten by creation.
+        assert_eq!(
+            create(&store, &record_key("k"), &Record::default(), 2, 700),
+            Ok(false)
+        );
+        assert_eq!(load(&store, "k"), Some(sample()));
+        assert_eq!(
+            decode_lock(&store.get(LOCK_KEY).unwrap().0),
+            (0, 0),
+            "released"
+        );
+    }
+}
