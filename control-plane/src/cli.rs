@@ -1,0 +1,159 @@
+//! The `alfred` command line: `serve` (default), `migrate`, `create-admin`.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use actix_web::{middleware, web, App, HttpServer};
+use clap::{Parser, Subcommand};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::db::{self, DbPool};
+use crate::error::Error;
+use crate::http::{self, AppState};
+use crate::users::{self, CreateUser};
+
+/// Alfred control plane.
+#[derive(Debug, Parser)]
+#[command(
+    name = "alfred",
+    version,
+    about = "Alfred control plane: quota leases, usage, admin API"
+)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run pending migrations, then serve the API (needs ALFRED_FILTER_TOKEN).
+    Serve,
+    /// Run pending migrations and exit.
+    Migrate,
+    /// Create an admin user and print their API key (shown once).
+    CreateAdmin {
+        /// Email of the admin.
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Personal quota in tokens (default: DEFAULT_PERSONAL_QUOTA).
+        #[arg(long)]
+        quota: Option<i64>,
+        /// Print `{"id":…,"api_key":"tp-…"}` instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Why a command failed; `main` prints it and exits non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Database unreachable or migration failure.
+    #[error(transparent)]
+    Db(#[from] db::DbSetupError),
+    /// A domain rule refused the command.
+    #[error("{0}")]
+    Domain(#[from] Error),
+    /// The server could not bind or crashed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn migrated_pool(config: &Config) -> Result<DbPool, CliError> {
+    let pool = db::connect(&config.database_url)?;
+    let mut conn = pool.get().map_err(db::DbSetupError::from)?;
+    let applied = db::run_migrations(&mut conn)?;
+    tracing::info!(applied, database = %config.database_url.redacted(), "migrations up to date");
+    drop(conn);
+    Ok(pool)
+}
+
+/// Runs the chosen command.
+pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            migrated_pool(&config)?;
+            Ok(())
+        }
+        Command::CreateAdmin {
+            email,
+            name,
+            quota,
+            json,
+        } => {
+            let pool = migrated_pool(&config)?;
+            let mut conn = pool.get().map_err(Error::from)?;
+            let input = CreateUser {
+                email,
+                name,
+                personal_quota: quota.unwrap_or(config.default_personal_quota),
+                is_admin: true,
+            };
+            let created =
+                users::create_user(&mut conn, SystemClock.now(), input).map_err(|e| match e {
+                    Error::EmailTaken => {
+                        Error::invalid("--email", "a user with this email already exists")
+                    }
+                    Error::Invalid { field, message } => {
+                        Error::invalid(format!("--{}", field.replace('_', "-")), message)
+                    }
+                    other => other,
+                })?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                // A struct keeps the documented key order: {"id":…,"api_key":"tp-…"}.
+                #[derive(serde::Serialize)]
+                struct AdminKey<'a> {
+                    id: i64,
+                    api_key: &'a str,
+                }
+                let line = serde_json::to_string(&AdminKey {
+                    id: created.user.id,
+                    api_key: &created.api_key,
+                })
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(
+                    out,
+                    "Admin user created: id {} <{}>",
+                    created.user.id, created.user.email
+                )?;
+                writeln!(
+                    out,
+                    "API key (shown once, store it now): {}",
+                    created.api_key
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), CliError> {
+    let filter_token = config.require_filter_token()?.clone();
+    let pool = migrated_pool(&config)?;
+    let state = AppState::new(pool, Arc::new(SystemClock), &config, filter_token);
+    let bind = config.bind;
+    tracing::info!(%bind, environment = %config.environment, quota_period = %config.quota_period, "serving");
+    HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            // Method, path, status, latency: never headers (keys) or bodies.
+            .wrap(middleware::Logger::new("%r %s %Dms"))
+            .configure(http::routes)
+    })
+    .bind(bind)?
+    .run()
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! `/v1/admin/*`: user management (admins only).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::auth::{authorize, presented_key, Require};
+use super::error::ApiError;
+use super::json::decode;
+use super::wire::{CreateUserBody, CreatedUserBody, UserBody};
+use super::AppState;
+use crate::{quota, users};
+
+/// `POST /v1/admin/users` → 201 with the key, shown this once.
+pub async fn create_user(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let key = presented_key(req.headers());
+    let now = state.clock.now();
+    let default_quota = state.default_personal_quota;
+    let created = state
+        .run(move |conn| {
+            authorize(conn, key.as_deref(), Require::Admin)?;
+            let body: CreateUserBody = decode(&body)?;
+            let input = users::CreateUser {
+                email: body.email,
+                name: body.name,
+                personal_quota: body.personal_quota.unwrap_or(default_quota),
+                is_admin: body.is_admin.unwrap_or(false),
+            };
+            Ok(users::create_user(conn, now, input)?)
+        })
+        .await?;
+    tracing::info!(
+        user_id = created.user.id,
+        is_admin = created.user.is_admin,
+        "user created"
+    );
+    Ok(HttpResponse::Created().json(CreatedUserBody::from(created)))
+}
+
+/// `GET /v1/admin/users` → every user with this period's numbers.
+pub async fn list_users(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let key = presented_key(req.headers());
+    let now = state.clock.now();
+    let period = state.period();
+    let list = state
+        .run(move |conn| {
+            authorize(conn, key.as_deref(), Require::Admin)?;
+            let mut out = Vec::new();
+            for user in users::list_users(conn)? {
+                let balance = quota::balance(conn, &user, period, now)?;
+                out.push(UserBody::from((user, balance)));
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// `GET /v1/admin/users/{id}` → one user, 404 when absent.
+pub async fn get_user(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = presented_key(req.headers());
+    let now = state.clock.now();
+    let period = state.period();
+    let raw_id = path.into_inner();
+    let body = state
+        .run(move |conn| {
+            authorize(conn, key.as_deref(), Require::Admin)?;
+            // A non-numeric id cannot name a user: 404, like an absent one.
+            let id: i64 = raw_id.parse().map_err(|_| ApiError::NotFound("user"))?;
+            let user = users::get_user(conn, id)?;
+            let balance = quota::balance(conn, &user, period, now)?;
+            Ok(UserBody::from((user, balance)))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}

@@ -1,0 +1,51 @@
+//! `/internal/v1/*`: the filter's routes (docs/lease-protocol.md). Authenticated with
+//! `authorization: Bearer <ALFRED_FILTER_TOKEN>`; never routed by the Envoy front door.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::auth::check_filter_token;
+use super::error::ApiError;
+use super::json::decode;
+use super::wire::{IngestBody, LeaseDecisionBody, LeaseRequestBody, UsageBody};
+use super::AppState;
+use crate::leases::{self, LeaseRequest};
+use crate::usage::{self, UsageBatch};
+
+/// `POST /internal/v1/leases`: decisions about the user are always 200.
+pub async fn grant_lease(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    check_filter_token(req.headers(), state.filter_token.expose())?;
+    let request = LeaseRequest::try_from(decode::<LeaseRequestBody>(&body)?)?;
+    let now = state.clock.now();
+    let policy = state.lease_policy;
+    let decision = state
+        .run(move |conn| Ok(leases::grant(conn, now, policy, request)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(LeaseDecisionBody::from(decision)))
+}
+
+/// `POST /internal/v1/usage`: idempotent batch ingestion.
+pub async fn report_usage(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    check_filter_token(req.headers(), state.filter_token.expose())?;
+    let batch = UsageBatch::try_from(decode::<UsageBody>(&body)?)?;
+    let now = state.clock.now();
+    let period = state.period();
+    let records = batch.records.len();
+    let outcome = state
+        .run(move |conn| Ok(usage::ingest(conn, now, period, batch)?))
+        .await?;
+    tracing::debug!(
+        records,
+        applied = outcome.applied,
+        duplicates = outcome.duplicates,
+        "usage batch ingested"
+    );
+    Ok(HttpResponse::Ok().json(IngestBody::from(outcome)))
+}

@@ -1,0 +1,100 @@
+//! The HTTP surface (actix-web). Handlers only decode, call the domain, encode; the
+//! blocking diesel work runs on actix's blocking pool via [`AppState::run`].
+
+mod admin;
+pub mod auth;
+pub mod error;
+mod health;
+mod internal;
+pub mod json;
+mod me;
+pub mod wire;
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+
+use crate::clock::Clock;
+use crate::config::{Config, Secret};
+use crate::db::{DbConnection, DbPool};
+use crate::leases::LeasePolicy;
+use crate::quota::QuotaPeriod;
+use error::ApiError;
+
+/// Largest accepted request body (a usage batch of 10,000 records fits comfortably).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// Database pool.
+    pub pool: DbPool,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// The filter's shared secret.
+    pub filter_token: Secret,
+    /// Lease TTL and quota period.
+    pub lease_policy: LeasePolicy,
+    /// Quota of users created without one.
+    pub default_personal_quota: i64,
+}
+
+impl AppState {
+    /// State for `serve` (and tests) from the configuration.
+    pub fn new(pool: DbPool, clock: Arc<dyn Clock>, config: &Config, filter_token: Secret) -> Self {
+        Self {
+            pool,
+            clock,
+            filter_token,
+            lease_policy: LeasePolicy {
+                ttl: config.lease_ttl,
+                period: config.quota_period,
+            },
+            default_personal_quota: config.default_personal_quota,
+        }
+    }
+
+    /// The configured quota period.
+    pub fn period(&self) -> QuotaPeriod {
+        self.lease_policy.period
+    }
+
+    /// Runs blocking database work on a pooled connection, off the async workers.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool.get().map_err(crate::error::Error::from)?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "blocking task failed");
+            ApiError::Internal
+        })?
+    }
+}
+
+/// Registers every route; used by `serve` and by the tests alike.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .service(
+            web::resource("/v1/admin/users")
+                .route(web::post().to(admin::create_user))
+                .route(web::get().to(admin::list_users)),
+        )
+        .route("/v1/admin/users/{id}", web::get().to(admin::get_user))
+        .route("/v1/users/me/quota", web::get().to(me::quota))
+        .route("/internal/v1/leases", web::post().to(internal::grant_lease))
+        .route("/internal/v1/usage", web::post().to(internal::report_usage))
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("route"))
+}

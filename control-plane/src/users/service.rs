@@ -1,0 +1,216 @@
+//! User queries. Each function owns its transaction; handlers never write SQL.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use super::keys;
+use super::model::{NewApiKey, NewUser, User, UserStatus};
+use crate::db::schema::{api_keys, users};
+use crate::db::{write_transaction, DbConnection};
+use crate::error::{Error, Result};
+
+/// Longest accepted display name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Longest accepted email (RFC 5321 path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+/// What an admin asks for when creating a user.
+#[derive(Debug, Clone)]
+pub struct CreateUser {
+    /// Email, unique (case-insensitive).
+    pub email: String,
+    /// Display name, 1–200 characters.
+    pub name: String,
+    /// Tokens per period, ≥ 0.
+    pub personal_quota: i64,
+    /// Whether the user is an admin.
+    pub is_admin: bool,
+}
+
+/// A created user and their key — the only time the key exists outside the caller.
+pub struct CreatedUser {
+    /// The stored row.
+    pub user: User,
+    /// The plaintext key, to show once.
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for CreatedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedUser")
+            .field("user", &self.user)
+            .field("api_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Validates and creates a user together with their first API key, atomically.
+pub fn create_user(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    input: CreateUser,
+) -> Result<CreatedUser> {
+    let email = normalize_email(&input.email)?;
+    let name = input.name.trim();
+    if name.is_empty() {
+        return Err(Error::invalid("name", "must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(Error::invalid(
+            "name",
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    if input.personal_quota < 0 {
+        return Err(Error::invalid("personal_quota", "must be ≥ 0"));
+    }
+    let key = keys::generate();
+
+    let user = write_transaction(conn, |conn| {
+        let taken: i64 = users::table
+            .filter(users::email.eq(&email))
+            .count()
+            .get_result(conn)?;
+        if taken > 0 {
+            return Err(Error::EmailTaken);
+        }
+        diesel::insert_into(users::table)
+            .values(NewUser {
+                email: &email,
+                name,
+                personal_quota: input.personal_quota,
+                status: UserStatus::Active.as_str(),
+                is_admin: input.is_admin,
+                created_at: now,
+                updated_at: now,
+            })
+            .execute(conn)
+            .map_err(unique_violation_is_email_taken)?;
+        let user: User = users::table
+            .filter(users::email.eq(&email))
+            .select(User::as_select())
+            .first(conn)?;
+        diesel::insert_into(api_keys::table)
+            .values(NewApiKey {
+                user_id: user.id,
+                key_hash: &key.hash,
+                key_prefix: &key.display_prefix,
+                created_at: now,
+            })
+            .execute(conn)?;
+        Ok(user)
+    })?;
+    Ok(CreatedUser {
+        user,
+        api_key: key.plaintext,
+    })
+}
+
+/// Lower-cases and checks an email address (one `@`, a dotted domain, no spaces).
+fn normalize_email(raw: &str) -> Result<String> {
+    let email = raw.trim().to_lowercase();
+    let invalid = || Error::invalid("email", "must be a valid email address");
+    if email.is_empty() || email.chars().count() > MAX_EMAIL_CHARS {
+        return Err(invalid());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+    let well_formed = !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if well_formed {
+        Ok(email)
+    } else {
+        Err(invalid())
+    }
+}
+
+fn unique_violation_is_email_taken(error: DieselError) -> Error {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Error::EmailTaken,
+        other => Error::Database(other),
+    }
+}
+
+/// The user owning an unrevoked key with this SHA-256 hex hash.
+pub fn find_by_key_hash(conn: &mut DbConnection, key_hash: &str) -> Result<Option<User>> {
+    let user = api_keys::table
+        .inner_join(users::table)
+        .filter(api_keys::key_hash.eq(key_hash))
+        .filter(api_keys::revoked_at.is_null())
+        .select(User::as_select())
+        .first(conn)
+        .optional()?;
+    Ok(user)
+}
+
+/// The user owning a presented plaintext key; `None` for malformed, unknown or
+/// revoked keys (the caller answers all three alike).
+pub fn authenticate(conn: &mut DbConnection, presented_key: &str) -> Result<Option<User>> {
+    if !keys::is_well_formed(presented_key) {
+        return Ok(None);
+    }
+    find_by_key_hash(conn, &keys::hash_key(presented_key))
+}
+
+/// One user by id.
+pub fn get_user(conn: &mut DbConnection, id: i64) -> Result<User> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound("user"))
+}
+
+/// All users, oldest first.
+pub fn list_users(conn: &mut DbConnection) -> Result<Vec<User>> {
+    Ok(users::table
+        .order(users::id.asc())
+        .select(User::as_select())
+        .load(conn)?)
+}
+
+/// Changes a user's status.
+pub fn set_status(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    id: i64,
+    status: UserStatus,
+) -> Result<User> {
+    let changed = diesel::update(users::table.find(id))
+        .set((users::status.eq(status.as_str()), users::updated_at.eq(now)))
+        .execute(conn)?;
+    if changed == 0 {
+        return Err(Error::NotFound("user"));
+    }
+    get_user(conn, id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            normalize_email(" Ann@Example.COM ").unwrap(),
+            "ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@example",
+            "a b@example.com",
+            "a@b@c.com",
+            "ann@.com",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! The HTTP API end to end (in-process actix service over a real database).
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::{test, web, App};
+use alfred_control_plane::clock::TestClock;
+use alfred_control_plane::db::schema::{api_keys, usage_records, users as users_table};
+use alfred_control_plane::http;
+use alfred_control_plane::users::{self, keys, UserStatus};
+use chrono::TimeDelta;
+use diesel::prelude::*;
+use serde_json::{json, Value};
+
+use crate::common::{at, create_user, start_time, state, TestDb, FILTER_TOKEN};
+use crate::http_test;
+
+macro_rules! app {
+    ($db:expr, $clock:expr) => {
+        test::init_service(
+            App::new()
+                .app_data(web::Data::new(state(&$db, &$clock)))
+                .configure(http::routes),
+        )
+        .await
+    };
+}
+
+async fn send<S>(app: &S, req: test::TestRequest) -> (StatusCode, Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let resp = test::call_service(app, req.to_request()).await;
+    let status = resp.status();
+    let body = test::read_body(resp).await;
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap()
+    };
+    (status, value)
+}
+
+fn admin_post(key: &str, body: &str) -> test::TestRequest {
+    test::TestRequest::post()
+        .uri("/v1/admin/users")
+        .insert_header(("x-api-key", key.to_owned()))
+        .insert_header(("content-type", "application/json"))
+        .set_payload(body.to_owned())
+}
+
+fn internal(uri: &str, body: Value) -> test::TestRequest {
+    test::TestRequest::post()
+        .uri(uri)
+        .insert_header(("authorization", format!("Bearer {FILTER_TOKEN}")))
+        .set_json(body)
+}
+
+fn user_count(db: &TestDb) -> i64 {
+    users_table::table
+        .count()
+        .get_result(&mut db.conn())
+        .unwrap()
+}
+
+fn key_count(db: &TestDb) -> i64 {
+    api_keys::table.count().get_result(&mut db.conn()).unwrap()
+}
+
+http_test!(admin_creates_a_user_and_sees_the_key_once, |db| {
+    let clock = TestClock::new(start_time());
+    let app = app!(db, clock);
+    let admin = create_user(&db, "admin@example.com", 10_000, true);
+
+    let (status, body) = send(
+        &app,
+        admin_post(
+            &admin.api_key,
+            r#"{"email": "user@company.com", "name": "New User", "personal_quota": 5000}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let key = body["api_key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("tp-") && keys::is_well_formed(&key));
+    let id = body["id"].as_i64().unwrap();
+    assert_eq!(
+        body,
+        json!({"id": id, "email": "user@company.com", "name": "New User", "personal_quota": 5000,
+               "status": "active", "is_admin": false, "created_at": "2026-11-30T12:00:00Z", "api_key": key})
+    );
+    // Stored as its hash only.
+    let stored: Vec<String> = api_keys::table
+        .filter(api_keys::user_id.eq(id))
+        .select(api_keys::key_hash)
+        .load(&mut db.conn())
+        .unwrap();
+    assert_eq!(stored, [keys::hash_key(&key)]);
+
+    // Never shown again.
+    let get = test::TestRequest::get()
+        .uri(&format!("/v1/admin/users/{id}"))
+        .insert_header(("x-api-key", admin.api_key.clone()));
+    let (status, body) = send(&app, get).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.get("api_key").is_none());
+    assert_eq!(body["personal_quota"], 5000);
+    assert_eq!(body["used_tokens"], 0);
+    assert_eq!(body["available_quota"], 5000);
+
+    let list = test::TestRequest::get()
+        .uri("/v1/admin/users")
+        .insert_header(("authorization", format!("Bearer {}", admin.api_key)));
+    let (status, body) = send(&app, list).await;
+    assert_eq!(status, StatusCode::OK);
+    let emails: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, ["admin@example.com", "user@company.com"]);
+    assert!(!body.to_string().contains("tp-"));
+
+    // Default quota and the new key works.
+    let (status, body) = send(
+        &app,
+        admin_post(&admin.api_key, r#"{"email":"d@example.com","name":"D"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["personal_quota"], 1000);
+    let quota = test::TestRequest::get()
+        .uri("/v1/users/me/quota")
+        .insert_header(("authorization", format!("Bearer {key}")));
+    assert_eq!(send(&app, quota).await.0, StatusCode::OK);
+
+    let missing = test::TestRequest::get()
+        .uri("/v1/admin/users/99999")
+        .insert_header(("x-api-key", admin.api_key.clone()));
+    let (status, body) = send(&app, missing).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["type"], "not_found_error");
+});
+
+http_test!(bad_input_is_refused_naming_the_field, |db| {
+    let clock = TestClock::new(start_time());
+    let app = app!(db, clock);
+    let admin = create_user(&db, "admin@example.com", 10_000, true);
+    create_user(&db, "taken@example.com", 10, false);
+    let cases: &[(&str, u16, Option<&str>, &str)] = &[
+        (r#"{"name":"A"}"#, 422, Some("email"), "missing_field"),
+        (
+            r#"{"email":"a@example.com"}"#,
+            422,
+            Some("name"),
+            "missing_field",
+        ),
+        (
+            r#"{"email":"a@example.com","name":"A","personal_quota":-1}"#,
+            422,
+            Some("personal_quota"),
+            "invalid_value",
+        ),
+        (
+            r#"{"email":"a@example.com","name":"A","personal_quota":9223372036854775808}"#,
+            422,
+            Some("personal_quota"),
+            "invalid_type",
+        ),
+        (
+            r#"{"email":"a@example.com","name":"A","personal_quota":"100"}"#,
+            422,
+            Some("personal_quota"),
+            "invalid_type",
+        ),
+        (
+            r#"{"email":"a@example.com","name":"A","personal_quota":1.5}"#,
+            422,
+            Some("personal_quota"),
+            "invalid_type",
+        ),
+        (
+            r#"{"email":42,"name":"A"}"#,
+            422,
+            Some("email"),
+            "invalid_type",
+        ),
+        (
+            r#"{"email":"a@example.com","name":"A","is_admin":"yes"}"#,
+            422,
+            Some("is_admin"),
+            "invalid_type",
+        ),
+        (
+            r#"{"email":"a@example.com","name":"A","role":"admin"}"#,
+            422,
+            Some("role"),
+            "unknown_field",
+        ),
+        (
+            r#"{"email":"not-an-email","name":"A"}"#,
+            422,
+            Some("email"),
+            "invalid_value",
+        ),
+        (
+            r#"{"email":"a@example.com","name":""}"#,
+            422,
+            Some("name"),
+            "invalid_value",
+        ),
+        (
+            r#"{"email":"Taken@Example.com","name":"A"}"#,
+            409,
+            Some("email"),
+            "email_taken",
+        ),
+        (
+            r#"{"email":"a@example.com","name":"A""#,
+            400,
+            None,
+            "invalid_json",
+        ),
+        (r#"not json"#, 400, None, "invalid_json"),
+        (r#""#, 400, None, "invalid_json"),
+        (r#"[]"#, 422, None, "invalid_type"),
+    ];
+    let long_name = format!(
+        r#"{{"email":"a@example.com","name":"{}"}}"#,
+        "n".repeat(201)
+    );
+    let mut all: Vec<(&str, u16, Option<&str>, &str)> = cases.to_vec();
+    all.push((&long_name, 422, Some("name"), "invalid_value"));
+    let (users_before, keys_before) = (user_count(&db), key_count(&db));
+    for (body, status, field, code) in all {
+        let (got, answer) = send(&app, admin_post(&admin.api_key, body)).await;
+        assert_eq!(got.as_u16(), status, "{body} → {answer}");
+        assert_eq!(
+            answer["error"]["field"].as_str(),
+            field,
+            "{body} → {answer}"
+        );
+        assert_eq!(answer["error"]["code"], code, "{body} → {answer}");
+        assert_eq!(
+            answer["error"]["type"], "invalid_request_error",
+            "{body} → {answer}"
+        );
+    }
+    assert_eq!(
+        (user_count(&db), key_count(&db)),
+        (users_before, keys_before)
+    );
+});
+
+http_test!(authentication_and_authorization, |db| {
+    let clock = TestClock::new(start_time());
+    let app = app!(db, clock);
+    let admin = create_user(&db, "admin@example.com", 10_000, true);
+    let plain = create_user(&db, "plain@example.com", 10, false);
+    let suspended = create_user(&db, "gone@example.com", 10, true);
+    users::set_status(
+        &mut db.conn(),
+        start_time(),
+        suspended.user.id,
+        UserStatus::Suspended,
+    )
+    .unwrap();
+    let revoked_like = keys::generate().plaintext;
+    let body = r#"{"email":"x@example.com","name":"X"}"#;
+
+    let cases: Vec<(test::TestRequest, u16, &str, &str)> = vec![
+        (test::TestRequest::post().uri("/v1/admin/users").set_payload(body), 401, "authentication_error", "invalid_api_key"),
+        (admin_post(&revoked_like, body), 401, "authentication_error", "invalid_api_key"),
+        (admin_post("tp-garbage", body), 401, "authentication_error", "invalid_api_key"),
+        (admin_post(&plain.api_key, body), 403, "permission_error", "forbidden"),
+        (admin_post(&suspended.api_key, body), 403, "permission_error", "user_suspended"),
+        (test::TestRequest::get().uri("/v1/admin/users").insert_header(("x-api-key", plain.api_key.clone())), 403, "permission_error", "forbidden"),
+        (test::TestRequest::get().uri("/v1/users/me/quota"), 401, "authentication_error", "invalid_api_key"),
+        (
+            test::TestRequest::get().uri("/v1/users/me/quota").insert_header(("authorization", format!("Bearer {}", suspended.api_key))),
+            403,
+            "permission_error",
+            "user_suspended",
+        ),
+        (
+            test::TestRequest::post().uri("/internal/v1/leases").set_json(json!({"key_hash": keys::hash_key(&admin.api_key), "proxy_id": "p", "requested_tokens": 1})),
+            401,
+            "authentication_error",
+            "invalid_filter_token",
+        ),
+        (
+            test::TestRequest::post()
+                .uri("/internal/v1/usage")
+                .insert_header(("authorization", format!("Bearer {}", admin.api_key)))
+                .set_json(json!({"proxy_id": "p", "records": []})),
+            401,
+            "authentication_error",
+            "invalid_filter_token",
+        ),
+    ];
+    for (i, (req, status, kind, code)) in cases.into_iter().enumerate() {
+        let (got, answer) = send(&app, req).await;
+        assert_eq!(got.as_u16(), status, "case {i}: {answer}");
+        assert_eq!(answer["error"]["type"], kind, "case {i}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "case {i}: {answer}");
+    }
+    assert_eq!(user_count(&db), 3);
+    // The plain user may read their own quota.
+    let own = test::TestRequest::get()
+        .uri("/v1/users/me/quota")
+        .insert_header(("x-api-key", plain.api_key.clone()));
+    assert_eq!(send(&app, own).await.0, StatusCode::OK);
+    // Probes need no key.
+    assert_eq!(
+        send(&app, test::TestRequest::get().uri("/healthz")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, test::TestRequest::get().uri("/readyz")).await.0,
+        StatusCode::OK
+    );
+});
+
+http_test!(lease_decisions_on_the_wire, |db| {
+    let clock = TestClock::new(start_time());
+    let app = app!(db, clock);
+    let user = create_user(&db, "l@example.com", 1000, false);
+    let hash = keys::hash_key(&user.api_key);
+    let uid = user.user.id;
+    let ask = |tokens: i64| {
+        internal(
+            "/internal/v1/leases",
+            json!({"key_hash": hash, "proxy_id": "envoy-a", "requested_tokens": tokens, "priority": "normal"}),
+        )
+    };
+
+    let (status, body) = send(&app, ask(600)).await;
+    assert_eq!(status, StatusCode::OK);
+    let lease_id = body["lease_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        body,
+        json!({"decision": "granted", "lease_id": lease_id, "user_id": uid, "granted_tokens": 600,
+               "expires_in_ms": 60000, "quota_remaining": 1000, "period_reset_s": 43200})
+    );
+    let (_, body) = send(&app, ask(600)).await;
+    assert_eq!(
+        (
+            body["granted_tokens"].as_i64(),
+            body["quota_remaining"].as_i64()
+        ),
+        (Some(400), Some(400))
+    );
+    let (status, body) = send(&app, ask(1)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"decision": "exhausted", "user_id": uid, "budget_scope": "personal", "quota_remaining": 0, "period_reset_s": 43200})
+    );
+
+    let unknown = keys::hash_key(&keys::generate().plaintext);
+    let (status, body) = send(
+        &app,
+        internal(
+            "/internal/v1/leases",
+            json!({"key_hash": unknown, "proxy_id": "envoy-a", "requested_tokens": 5}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"decision": "invalid_key"}))
+    );
+
+    users::set_status(&mut db.conn(), start_time(), uid, UserStatus::Suspended).unwrap();
+    let (status, body) = send(&app, ask(1)).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"decision": "suspended", "user_id": uid})
+        )
+    );
+
+    // Malformed requests are 4xx naming the field.
+    let (status, body) = send(
+        &app,
+        internal(
+            "/internal/v1/leases",
+            json!({"key_hash": hash, "proxy_id": "envoy-a"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422, Some("requested_tokens"))
+    );
+    let (status, body) = send(
+        &app,
+        internal("/internal/v1/leases", json!({"key_hash": hash, "proxy_id": "envoy-a", "requested_tokens": 5, "priority": "urgent"})),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422, Some("priority"))
+    );
+    let bad_json = test::TestRequest::post()
+        .uri("/internal/v1/leases")
+        .insert_header(("authorization", format!("Bearer {FILTER_TOKEN}")))
+        .set_payload("{\"key_hash\":");
+    assert_eq!(send(&app, bad_json).await.0, StatusCode::BAD_REQUEST);
+});
+
+http_test!(usage_is_idempotent_and_shows_in_the_quota, |db| {
+    let clock = TestClock::new(start_time());
+    let app = app!(db, clock);
+    let user = create_user(&db, "q@example.com", 10_000, false);
+    let uid = user.user.id;
+    let (_, lease) = send(
+        &app,
+        internal("/internal/v1/leases", json!({"key_hash": keys::hash_key(&user.api_key), "proxy_id": "envoy-a", "requested_tokens": 2000})),
+    )
+    .await;
+    let lease_id = lease["lease_id"].as_str().unwrap().to_owned();
+    let record = |id: &str, total: i64| {
+        json!({"request_id": id, "lease_id": lease_id, "user_id": uid, "provider": "openai", "model": "gpt-4o-mini",
+               "input_tokens": 12, "output_tokens": total - 12, "total_tokens": total, "cached_tokens": 0,
+               "reasoning_tokens": 0, "status": 200, "estimated": false, "priority": "normal",
+               "project_id": null, "privacy": "standard", "ts_ms": 1_764_504_000_000_i64})
+    };
+    let batch = json!({"proxy_id": "envoy-a", "records": [record("0f8e0000000000000000000000000001", 42), record("0f8e0000000000000000000000000002", 3458)]});
+    let (status, body) = send(&app, internal("/internal/v1/usage", batch.clone())).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"applied": 2, "duplicates": 0}))
+    );
+    let (status, body) = send(&app, internal("/internal/v1/usage", batch)).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"applied": 0, "duplicates": 2}))
+    );
+
+    let quota = || {
+        test::TestRequest::get()
+            .uri("/v1/users/me/quota")
+            .insert_header(("authorization", format!("Bearer {}", user.api_key)))
+    };
+    let (status, body) = send(&app, quota()).await;
+    assert_eq!(status, StatusCode::OK);
+    // 3500 used; the lease (2000 granted) is over-spent, so it holds 0.
+    assert_eq!(
+        body,
+        json!({"personal_quota": 10000, "used_tokens": 3500, "available_quota": 6500, "team_pool_available": 0,
+               "held_tokens": 0, "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z"})
+    );
+
+    // A bad record rejects the whole batch and names it.
+    let mut bad = record("0f8e0000000000000000000000000003", 20);
+    bad["total_tokens"] = json!("ten");
+    let batch = json!({"proxy_id": "envoy-a", "records": [record("0f8e0000000000000000000000000004", 20), bad]});
+    let (status, body) = send(&app, internal("/internal/v1/usage", batch)).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422, Some("records[1].total_tokens")),
+        "{body}"
+    );
+    let mut negative = record("0f8e0000000000000000000000000005", 20);
+    negative["cached_tokens"] = json!(-3);
+    let batch = json!({"proxy_id": "envoy-a", "records": [record("0f8e0000000000000000000000000006", 20), negative]});
+    let (status, body) = send(&app, internal("/internal/v1/usage", batch)).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422, Some("records[1].cached_tokens")),
+        "{body}"
+    );
+    let stored: i64 = usage_records::table
+        .count()
+        .get_result(&mut db.conn())
+        .unwrap();
+    assert_eq!(stored, 2);
+
+    // Next month the usage no longer counts.
+    clock.set(at("2026-12-01 00:00:00"));
+    let (_, body) = send(&app, quota()).await;
+    assert_eq!(
+        (
+            body["used_tokens"].as_i64(),
+            body["available_quota"].as_i64()
+        ),
+        (Some(0), Some(10_000))
+    );
+    assert_eq!(body["period_start"], "2026-12-01T00:00:00Z");
+    assert_eq!(body["period_end"], "2027-01-01T00:00:00Z");
+    clock.advance(TimeDelta::days(-1));
+    let (_, body) = send(&app, quota()).await;
+    assert_eq!(body["used_tokens"].as_i64(), Some(3500));
+});

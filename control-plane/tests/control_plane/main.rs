@@ -1,0 +1,11 @@
+//! Integration tests of the control plane, each run against SQLite and PostgreSQL
+//! (set `ALFRED_TEST_POSTGRES_URL` for the latter).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+mod cli;
+mod http_api;
+mod leases;
+mod usage;
+mod users;

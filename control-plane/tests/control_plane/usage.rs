@@ -1,0 +1,282 @@
+//! Usage ingestion: idempotency, validation, charging without a lease.
+
+use alfred_control_plane::db::schema::usage_records;
+use alfred_control_plane::error::Error;
+use alfred_control_plane::leases::{self, LeaseDecision, LeasePolicy, LeaseRequest};
+use alfred_control_plane::quota::{self, Priority, QuotaPeriod};
+use alfred_control_plane::usage::{self, IngestOutcome, UsageBatch};
+use alfred_control_plane::users::keys;
+use diesel::prelude::*;
+
+use crate::common::{create_user, start_time};
+use crate::db_test;
+use crate::leases::report;
+
+fn count(db: &crate::common::TestDb) -> i64 {
+    usage_records::table
+        .count()
+        .get_result(&mut db.conn())
+        .unwrap()
+}
+
+/// The running total must always equal the sum of the stored records.
+fn assert_total_matches_records(db: &crate::common::TestDb, user_id: i64) {
+    let totals: Vec<i64> = usage_records::table
+        .filter(usage_records::user_id.eq(user_id))
+        .select(usage_records::total_tokens)
+        .load(&mut db.conn())
+        .unwrap();
+    let period_start = QuotaPeriod::Monthly.bounds(start_time()).start;
+    let used = quota::used_in_period(&mut db.conn(), user_id, period_start).unwrap();
+    assert_eq!(used, totals.iter().sum::<i64>());
+}
+
+fn batch(records: Vec<usage::UsageReport>) -> UsageBatch {
+    UsageBatch {
+        proxy_id: "envoy-a".into(),
+        records,
+    }
+}
+
+db_test!(same_batch_twice_is_charged_once, |db| {
+    let user = create_user(&db, "i@example.com", 10_000, false);
+    let now = start_time();
+    let policy = LeasePolicy {
+        ttl: std::time::Duration::from_secs(60),
+        period: QuotaPeriod::Monthly,
+    };
+    let lease = leases::grant(
+        &mut db.conn(),
+        now,
+        policy,
+        LeaseRequest {
+            key_hash: keys::hash_key(&user.api_key),
+            proxy_id: "envoy-a".into(),
+            requested_tokens: 5000,
+            priority: Priority::Normal,
+        },
+    )
+    .unwrap();
+    let LeaseDecision::Granted { lease_id, .. } = lease else {
+        panic!("no grant")
+    };
+    let records = vec![
+        report("req-1", user.user.id, Some(&lease_id), 42),
+        report("req-2", user.user.id, Some(&lease_id), 100),
+        report("req-3", user.user.id, None, 8),
+    ];
+    let first = usage::ingest(
+        &mut db.conn(),
+        now,
+        QuotaPeriod::Monthly,
+        batch(records.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        first,
+        IngestOutcome {
+            applied: 3,
+            duplicates: 0
+        }
+    );
+    let again = usage::ingest(&mut db.conn(), now, QuotaPeriod::Monthly, batch(records)).unwrap();
+    assert_eq!(
+        again,
+        IngestOutcome {
+            applied: 0,
+            duplicates: 3
+        }
+    );
+    assert_eq!(count(&db), 3);
+    assert_eq!(
+        leases::get_lease(&mut db.conn(), &lease_id)
+            .unwrap()
+            .used_tokens,
+        142
+    );
+    let balance = quota::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, now).unwrap();
+    assert_eq!(
+        (
+            balance.used_tokens,
+            balance.held_tokens,
+            balance.available_quota
+        ),
+        (150, 4858, 9850)
+    );
+
+    // A partly new batch applies only the new record.
+    let mixed = vec![
+        report("req-3", user.user.id, None, 8),
+        report("req-4", user.user.id, Some(&lease_id), 1),
+    ];
+    let outcome = usage::ingest(&mut db.conn(), now, QuotaPeriod::Monthly, batch(mixed)).unwrap();
+    assert_eq!(
+        outcome,
+        IngestOutcome {
+            applied: 1,
+            duplicates: 1
+        }
+    );
+    assert_eq!(
+        leases::get_lease(&mut db.conn(), &lease_id)
+            .unwrap()
+            .used_tokens,
+        143
+    );
+    assert_total_matches_records(&db, user.user.id);
+});
+
+db_test!(repeats_inside_one_batch_count_once, |db| {
+    let user = create_user(&db, "r@example.com", 10_000, false);
+    let records = vec![
+        report("same", user.user.id, None, 10),
+        report("same", user.user.id, None, 10),
+    ];
+    let outcome = usage::ingest(
+        &mut db.conn(),
+        start_time(),
+        QuotaPeriod::Monthly,
+        batch(records),
+    )
+    .unwrap();
+    assert_eq!(
+        outcome,
+        IngestOutcome {
+            applied: 1,
+            duplicates: 1
+        }
+    );
+    assert_eq!(
+        quota::used_in_period(
+            &mut db.conn(),
+            user.user.id,
+            QuotaPeriod::Monthly.bounds(start_time()).start
+        )
+        .unwrap(),
+        10
+    );
+});
+
+db_test!(usage_without_a_known_lease_is_still_charged, |db| {
+    let user = create_user(&db, "n@example.com", 100, false);
+    let records = vec![report("x", user.user.id, Some("no-such-lease"), 250)];
+    usage::ingest(
+        &mut db.conn(),
+        start_time(),
+        QuotaPeriod::Monthly,
+        batch(records),
+    )
+    .unwrap();
+    let balance = quota::balance(
+        &mut db.conn(),
+        &user.user,
+        QuotaPeriod::Monthly,
+        start_time(),
+    )
+    .unwrap();
+    // Over the quota: used is the truth, available floors at 0.
+    assert_eq!((balance.used_tokens, balance.available_quota), (250, 0));
+});
+
+db_test!(a_bad_record_rejects_the_whole_batch, |db| {
+    let user = create_user(&db, "b@example.com", 100, false);
+    let mut negative = report("neg", user.user.id, None, 5);
+    negative.output_tokens = -1;
+    let err = usage::ingest(
+        &mut db.conn(),
+        start_time(),
+        QuotaPeriod::Monthly,
+        batch(vec![report("ok", user.user.id, None, 5), negative]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid { field, .. } if field == "records[1].output_tokens"),
+        "{err:?}"
+    );
+
+    let err = usage::ingest(
+        &mut db.conn(),
+        start_time(),
+        QuotaPeriod::Monthly,
+        batch(vec![
+            report("ok", user.user.id, None, 5),
+            report("ghost", 424_242, None, 5),
+        ]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid { field, .. } if field == "records[1].user_id"),
+        "{err:?}"
+    );
+
+    let err = usage::ingest(
+        &mut db.conn(),
+        start_time(),
+        QuotaPeriod::Monthly,
+        batch(vec![report("", user.user.id, None, 5)]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid { field, .. } if field == "records[0].request_id"),
+        "{err:?}"
+    );
+    assert_eq!(count(&db), 0);
+    assert_eq!(
+        quota::used_in_period(
+            &mut db.conn(),
+            user.user.id,
+            QuotaPeriod::Monthly.bounds(start_time()).start
+        )
+        .unwrap(),
+        0
+    );
+});
+
+db_test!(large_batches_are_one_transaction, |db| {
+    let user = create_user(&db, "big@example.com", 1_000_000_000, false);
+    let records: Vec<_> = (0..2500)
+        .map(|i| report(&format!("bulk-{i:05}"), user.user.id, None, 3))
+        .collect();
+    let started = std::time::Instant::now();
+    let outcome = usage::ingest(
+        &mut db.conn(),
+        start_time(),
+        QuotaPeriod::Monthly,
+        batch(records.clone()),
+    )
+    .unwrap();
+    let elapsed = started.elapsed();
+    eprintln!("{}: 2500 records ingested in {elapsed:?}", db.backend);
+    assert_eq!(
+        outcome,
+        IngestOutcome {
+            applied: 2500,
+            duplicates: 0
+        }
+    );
+    let again = usage::ingest(
+        &mut db.conn(),
+        start_time(),
+        QuotaPeriod::Monthly,
+        batch(records),
+    )
+    .unwrap();
+    assert_eq!(
+        again,
+        IngestOutcome {
+            applied: 0,
+            duplicates: 2500
+        }
+    );
+    assert_eq!(count(&db), 2500);
+    assert_total_matches_records(&db, user.user.id);
+    assert_eq!(
+        quota::used_in_period(
+            &mut db.conn(),
+            user.user.id,
+            QuotaPeriod::Monthly.bounds(start_time()).start
+        )
+        .unwrap(),
+        7500
+    );
+});
