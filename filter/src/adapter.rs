@@ -165,7 +165,7 @@ enum RootCall {
 }
 
 /// Envoy metrics (`wasmcustom.alfred_*` in Envoy's stats).
-const METRICS: [&str; 8] = [
+const METRICS: [&str; 9] = [
     "alfred_requests_total",
     "alfred_requests_waited_total",
     "alfred_requests_refused_total",
@@ -174,6 +174,7 @@ const METRICS: [&str; 8] = [
     "alfred_usage_records_dropped_total",
     "alfred_usage_records_pending",
     "alfred_tracked_keys",
+    "alfred_vm_memory_bytes",
 ];
 
 struct Root {
@@ -231,6 +232,9 @@ impl Root {
         }
         let _ = hostcalls::record_metric(self.metrics[6], pending);
         let _ = hostcalls::record_metric(self.metrics[7], tracked);
+        // Linear memory of this VM (pages of 64 KiB); it only grows.
+        let memory = core::arch::wasm32::memory_size(0) as u64 * 65_536;
+        let _ = hostcalls::record_metric(self.metrics[8], memory);
         self.reported = s.clone();
         self.reported_dropped = dropped;
     }

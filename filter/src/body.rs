@@ -20,6 +20,11 @@ pub struct Rewrite {
 const MAX_MODEL: usize = 128;
 
 pub fn rewrite(format: Format, privacy_strict: bool, body: &[u8]) -> Rewrite {
+    // Most requests need nothing: without a `"stream"` key (and outside privacy mode)
+    // there is nothing to add, so skip parsing the body at all.
+    if !privacy_strict && !contains(body, b"\"stream\"") {
+        return Rewrite::default();
+    }
     let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body) else {
         // Not JSON: the provider will say so; nothing to rewrite.
         return Rewrite::default();
@@ -70,6 +75,10 @@ pub fn rewrite(format: Format, privacy_strict: bool, body: &[u8]) -> Rewrite {
         strip_usage_chunk,
         model,
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ const FETCH_CLAIM_MS: u64 = 5_000;
 /// change reaches every proxy within their sum plus one round trip (under 5 s).
 pub const RECHECK_AFTER_MS: u64 = 2_500;
 pub const SYNC_EVERY_MS: u64 = 1_000;
+/// A lease is used until this long before the control plane lets its hold go, so the
+/// delay of the answer can never make a proxy spend a hold that was already released.
+const EXPIRY_MARGIN_MS: u64 = 1_000;
 /// Burn-rate window used to size leases.
 const WINDOW_MS: u64 = 10_000;
 /// Leases are sized to last about this long at the current burn rate.
@@ -415,7 +418,8 @@ impl Gateway {
                         // The control plane extended the lease this process holds.
                         Some(lease) => {
                             lease.granted = *granted_tokens;
-                            lease.expires_at_ms = now_ms.saturating_add(*expires_in_ms);
+                            lease.expires_at_ms = now_ms
+                                .saturating_add(expires_in_ms.saturating_sub(EXPIRY_MARGIN_MS));
                             lease.quota_remaining = *quota_remaining;
                             lease.period_reset_s = *period_reset_s;
                         }
@@ -425,7 +429,8 @@ impl Gateway {
                                 user_id: *user_id,
                                 granted: *granted_tokens,
                                 consumed: 0,
-                                expires_at_ms: now_ms.saturating_add(*expires_in_ms),
+                                expires_at_ms: now_ms
+                                    .saturating_add(expires_in_ms.saturating_sub(EXPIRY_MARGIN_MS)),
                                 quota_remaining: *quota_remaining,
                                 period_reset_s: *period_reset_s,
                             })
@@ -966,7 +971,7 @@ impl Gateway {
             self.active.remove(&key_hash);
             if let Some((bytes, cas)) = store.get(&lease_store::record_key(&key_hash)) {
                 let dead = Record::decode(&bytes).is_none_or(|r| {
-                    !r.lease.as_ref().is_some_and(|l| now_ms < l.expires_at_ms)
+                    r.lease.as_ref().is_none_or(|l| now_ms >= l.expires_at_ms)
                         && r.live_refusal(now_ms).is_none()
                         && !r.fetch_active(now_ms)
                         && now_ms.saturating_sub(r.last_used_ms) >= IDLE_MS

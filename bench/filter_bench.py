@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Alfred filter benchmark: Envoy without a filter, with a do-nothing wasm filter, and
+with Alfred (warm leases), side by side against the same fast fixed-response upstream.
+
+Measures serial latency (p50/p99, one connection), saturated throughput (requests/s),
+the fraction of requests that waited on the control plane, and the filter VM's memory
+with 10,000 distinct active keys. Prints a Markdown table and writes
+bench/results/filter.json and bench/results/filter.md.
+
+Run through bench/filter.sh (which builds everything first). Standard library only;
+needs wrk and an Envoy binary (ENVOY, else .venv/bin/envoy, else envoy on PATH).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+ALFRED = os.path.join(ROOT, "target", "release", "alfred")
+ALFRED_WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "alfred_filter.wasm")
+NOOP_WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "alfred_bench_noop_filter.wasm")
+RENDER = os.path.join(ROOT, "envoy", "render.py")
+
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+CONCURRENCY = os.environ.get("BENCH_ENVOY_CONCURRENCY", "2")
+SATURATION_CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+MEMORY_KEYS = int(os.environ.get("BENCH_MEMORY_KEYS", "10000"))
+WARM_KEYS = 100
+
+CHAT_BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}'
+UPSTREAM_BODY = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1764460800,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+    }
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def envoy_binary() -> str:
+    for candidate in (os.environ.get("ENVOY"), os.path.join(ROOT, ".venv", "bin", "envoy"), shutil.which("envoy")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    sys.exit("no envoy binary: run scripts/bootstrap.sh or set ENVOY")
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except Exception:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+class Procs:
+    """Child processes, each in its own process group, always stopped."""
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
+        log = open(os.path.join(self.workdir, f"{name}.log"), "ab")
+        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=ROOT)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen) -> None:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self) -> None:
+        for p in list(self.procs):
+            self.stop(p)
+
+
+def upstream_config(port: int, admin_port: int) -> dict:
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                                        "stat_prefix": "upstream",
+                                        "route_config": {
+                                            "virtual_hosts": [
+                                                {
+                                                    "name": "all",
+                                                    "domains": ["*"],
+                                                    "routes": [
+                                                        {
+                                                            "match": {"prefix": "/"},
+                                                            "direct_response": {
+                                                                "status": 200,
+                                                                "body": {"inline_string": UPSTREAM_BODY},
+                                                            },
+                                                            "response_headers_to_add": [
+                                                                {"header": {"key": "content-type", "value": "application/json"}}
+                                                            ],
+                                                        }
+                                                    ],
+                                                }
+                                            ]
+                                        },
+                                        "http_filters": [
+                                            {
+                                                "name": "envoy.filters.http.router",
+                                                "typed_config": {
+                                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                                                },
+                                            }
+                                        ],
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def post_json(url: str, body: dict, key: str) -> dict:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json", "x-api-key": key}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def wrk_script(path: str, keys_file: str) -> None:
+    with open(path, "w") as f:
+        f.write(
+            f"""
+local keys = {{}}
+for line in io.lines("{keys_file}") do keys[#keys + 1] = line end
+local i = 0
+local body = '{CHAT_BODY}'
+request = function()
+  i = i + 1
+  local key = keys[(i % #keys) + 1]
+  return wrk.format("POST", "/v1/chat/completions",
+    {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key}}, body)
+end
+"""
+        )
+
+
+def run_wrk(port: int, script: str, threads: int, connections: int, duration: str) -> dict:
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency", "-s", script, f"http://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def latency(pct: str) -> float:
+        m = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            raise RuntimeError(f"no {pct}% latency in wrk output:\n{out}")
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 1, "ms": 1_000, "s": 1_000_000}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {
+        "p50_us": latency("50"),
+        "p99_us": latency("99"),
+        "rps": rps,
+        "requests": total,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def envoy_stats(admin_port: int) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats?filter=wasmcustom", timeout=5) as r:
+        text = r.read().decode()
+    stats = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if value.strip().isdigit():
+            stats[name.replace("wasmcustom.", "")] = int(value)
+    return stats
+
+
+def main() -> None:
+    os.makedirs(RESULTS, exist_ok=True)
+    envoy = envoy_binary()
+    work = tempfile.mkdtemp(prefix="alfred-bench-")
+    procs = Procs(work)
+    token = "bench-filter-token-" + "x" * 32
+    results: dict = {"machine": {"cores": os.cpu_count(), "envoy_concurrency": int(CONCURRENCY)}, "modes": {}}
+    try:
+        # Fixed-response upstream (its own Envoy, one worker).
+        up_port, up_admin = free_port(), free_port()
+        with open(os.path.join(work, "upstream.json"), "w") as f:
+            json.dump(upstream_config(up_port, up_admin), f)
+        procs.start("upstream", [envoy, "-c", os.path.join(work, "upstream.json"), "--concurrency", "1", "-l", "error", "--base-id", "41"])
+        wait_http(f"http://127.0.0.1:{up_admin}/ready")
+
+        # Control plane on a temporary SQLite database.
+        cp_port = free_port()
+        env = dict(os.environ, DATABASE_URL=f"sqlite:///{work}/bench.db", ALFRED_BIND=f"127.0.0.1:{cp_port}",
+                   ALFRED_FILTER_TOKEN=token, RUST_LOG="warn")
+        admin = json.loads(subprocess.run([ALFRED, "create-admin", "--email", "bench@example.com", "--name", "Bench", "--json"],
+                                          env=env, capture_output=True, text=True, check=True).stdout)
+        procs.start("control-plane", [ALFRED, "serve"], env=env)
+        wait_http(f"http://127.0.0.1:{cp_port}/healthz")
+        users_url = f"http://127.0.0.1:{cp_port}/v1/admin/users"
+
+        def create(i: int) -> str:
+            return post_json(users_url, {"email": f"bench{i}@example.com", "name": f"Bench {i}", "personal_quota": 10**15},
+                             admin["api_key"])["api_key"]
+
+        started = time.time()
+        with ThreadPoolExecutor(8) as pool:
+            keys = list(pool.map(create, range(max(MEMORY_KEYS, WARM_KEYS))))
+        print(f"created {len(keys)} users in {time.time() - started:.1f}s", flush=True)
+        warm_keys_file = os.path.join(work, "warm-keys.txt")
+        all_keys_file = os.path.join(work, "all-keys.txt")
+        with open(warm_keys_file, "w") as f:
+            f.write("\n".join(keys[:WARM_KEYS]) + "\n")
+        with open(all_keys_file, "w") as f:
+            f.write("\n".join(keys[:MEMORY_KEYS]) + "\n")
+        warm_script = os.path.join(work, "warm.lua")
+        all_script = os.path.join(work, "all.lua")
+        wrk_script(warm_script, warm_keys_file)
+        wrk_script(all_script, all_keys_file)
+
+        modes = [("envoy", None), ("noop-wasm", NOOP_WASM), ("alfred", ALFRED_WASM)]
+        for base_id, (mode, wasm) in enumerate(modes, start=50):
+            port, admin_port = free_port(), free_port()
+            config = os.path.join(work, f"envoy-{mode}.yaml")
+            args = [sys.executable, RENDER, "-o", config, "--listen-address", "127.0.0.1", "--listen-port", str(port),
+                    "--admin-port", str(admin_port), "--control-plane", f"127.0.0.1:{cp_port}",
+                    "--openai-base-url", f"http://127.0.0.1:{up_port}", "--openai-api-key", "sk-bench",
+                    "--filter-token", token, "--proxy-id", f"bench-{mode}", "--no-access-log"]
+            args += ["--no-filter"] if wasm is None else ["--wasm", wasm]
+            subprocess.run(args, check=True)
+            envoy_proc = procs.start(f"envoy-{mode}", [envoy, "-c", config, "--concurrency", CONCURRENCY, "-l", "error",
+                                                       "--base-id", str(base_id)])
+            wait_http(f"http://127.0.0.1:{admin_port}/ready")
+            # Warm up: every warm key gets its lease; JIT and connection pools settle.
+            run_wrk(port, warm_script, 1, 4, "3s")
+            before = envoy_stats(admin_port) if wasm == ALFRED_WASM else {}
+            serial = run_wrk(port, warm_script, 1, 1, DURATION)
+            saturated = run_wrk(port, warm_script, 2, SATURATION_CONNECTIONS, DURATION)
+            entry = {"serial": serial, "saturated": saturated}
+            if wasm == ALFRED_WASM:
+                time.sleep(1)
+                after = envoy_stats(admin_port)
+                requests = after.get("alfred_requests_total", 0) - before.get("alfred_requests_total", 0)
+                waited = after.get("alfred_requests_waited_total", 0) - before.get("alfred_requests_waited_total", 0)
+                entry["requests_counted"] = requests
+                entry["waited_fraction"] = waited / requests if requests else None
+                # Memory with many distinct active keys: one pass over all of them, then
+                # another (every key now has a lease in shared data and is tracked).
+                run_wrk(port, all_script, 2, 16, os.environ.get("BENCH_MEMORY_DURATION", "30s"))
+                time.sleep(1)
+                stats = envoy_stats(admin_port)
+                entry["memory"] = {
+                    "distinct_keys": MEMORY_KEYS,
+                    "tracked_keys_one_vm": stats.get("alfred_tracked_keys"),
+                    "vm_memory_bytes": stats.get("alfred_vm_memory_bytes"),
+                    "lease_fetches": stats.get("alfred_lease_fetches_total"),
+                    "records_dropped": stats.get("alfred_usage_records_dropped_total"),
+                }
+            results["modes"][mode] = entry
+            procs.stop(envoy_proc)
+            print(f"{mode}: {json.dumps(entry)}", flush=True)
+    finally:
+        procs.stop_all()
+
+    base, noop, alfred = (results["modes"][m] for m in ("envoy", "noop-wasm", "alfred"))
+    summary = {
+        "added_p50_us": alfred["serial"]["p50_us"] - base["serial"]["p50_us"],
+        "added_p99_us": alfred["serial"]["p99_us"] - base["serial"]["p99_us"],
+        "throughput_vs_noop": alfred["saturated"]["rps"] / noop["saturated"]["rps"],
+        "throughput_vs_envoy": alfred["saturated"]["rps"] / base["saturated"]["rps"],
+        "waited_fraction": alfred.get("waited_fraction"),
+        "vm_memory_mib_10k_keys": (alfred["memory"]["vm_memory_bytes"] or 0) / 2**20,
+    }
+    results["summary"] = summary
+    lines = [
+        "| mode | serial p50 (µs) | serial p99 (µs) | saturated req/s | non-2xx |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for mode, entry in results["modes"].items():
+        lines.append(f"| {mode} | {entry['serial']['p50_us']:.0f} | {entry['serial']['p99_us']:.0f} | "
+                     f"{entry['saturated']['rps']:.0f} | {entry['serial']['non_2xx'] + entry['saturated']['non_2xx']} |")
+    lines += [
+        "",
+        "| target | measured | goal |",
+        "| --- | ---: | ---: |",
+        f"| added p50 | {summary['added_p50_us']:.0f} µs | ≤ 50 µs |",
+        f"| added p99 | {summary['added_p99_us']:.0f} µs | ≤ 250 µs |",
+        f"| throughput vs do-nothing wasm | {summary['throughput_vs_noop'] * 100:.1f} % | ≥ 85 % |",
+        f"| throughput vs bare Envoy | {summary['throughput_vs_envoy'] * 100:.1f} % | ≥ 90 % (SPEC) |",
+        f"| requests that waited on the control plane | {(summary['waited_fraction'] or 0) * 100:.3f} % | ≤ 1 % |",
+        f"| wasm memory per worker, {MEMORY_KEYS} keys | {summary['vm_memory_mib_10k_keys']:.1f} MiB | ≤ 16 MiB |",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    with open(os.path.join(RESULTS, "filter.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    with open(os.path.join(RESULTS, "filter.md"), "w") as f:
+        f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
