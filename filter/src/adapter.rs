@@ -406,7 +406,9 @@ impl Request {
         for header in KEY_HEADERS.iter().chain(ALFRED_HEADERS.iter()) {
             self.set_http_request_header(header, None);
         }
-        self.set_http_request_header(name, Some(value));
+        if !name.is_empty() {
+            self.set_http_request_header(name, Some(value));
+        }
     }
 
     fn respond(&self, reply: &LocalReply) {
@@ -450,12 +452,20 @@ impl HttpContext for Request {
             .iter()
             .map(|h| (*h, self.get_http_request_header(h)))
             .collect();
-        let client_key = key::find(|name| {
+        let mut client_key = key::find(|name| {
             key_values
                 .iter()
                 .find(|(n, _)| *n == name)
                 .and_then(|(_, v)| v.as_deref())
         });
+        // A key in the query string (Gemini REST style) must not travel upstream either.
+        let query_key = key::from_query(&path);
+        if let Some((key_in_query, rest)) = &query_key {
+            self.set_http_request_header(":path", Some(rest));
+            if matches!(client_key, key::ClientKey::Missing) {
+                client_key = key::find(|name| (name == "x-api-key").then_some(*key_in_query));
+            }
+        }
         let content_length = self
             .get_http_request_header("content-length")
             .and_then(|v| v.trim().parse().ok());

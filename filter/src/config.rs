@@ -46,7 +46,11 @@ pub struct ControlPlane {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provider {
+    /// Header carrying the provider credential; empty: set none (Bedrock requests are
+    /// signed by Envoy's AWS request-signing filter, in-mesh models may need nothing).
+    #[serde(default)]
     pub auth_header: String,
+    #[serde(default)]
     pub auth_value: String,
 }
 

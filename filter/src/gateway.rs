@@ -754,7 +754,7 @@ impl Gateway {
                 None => (
                     Usage {
                         input: state.input_estimate,
-                        output: estimate_tokens(parser.body_bytes()),
+                        output: parser.estimated_output(),
                         ..Default::default()
                     },
                     true,

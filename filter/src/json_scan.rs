@@ -48,6 +48,10 @@ pub enum Key {
     // Ollama
     PromptEvalCount,
     EvalCount,
+    // Generated text (to estimate what a cut response produced)
+    Content,
+    Text,
+    Delta,
 }
 
 impl Key {
@@ -85,6 +89,9 @@ impl Key {
             b"cacheWriteInputTokens" => Key::CacheWriteInputTokensCamel,
             b"prompt_eval_count" => Key::PromptEvalCount,
             b"eval_count" => Key::EvalCount,
+            b"content" => Key::Content,
+            b"text" => Key::Text,
+            b"delta" => Key::Delta,
             _ => Key::Other,
         }
     }
@@ -97,6 +104,9 @@ pub enum Value<'a> {
     Uint(u64),
     /// A string of at most [`MAX_STRING`] bytes, raw (escapes are not decoded).
     Str(&'a [u8]),
+    /// The length in bytes (raw) of a string under a text key (`content`, `text`,
+    /// `delta`, `response`), whatever its length.
+    TextBytes(u64),
 }
 
 /// Receives the leaves of interest. `path` is the chain of keys from the root, the
@@ -150,6 +160,8 @@ pub struct Scanner {
     buf: [u8; MAX_STRING],
     buf_len: usize,
     buf_overflow: bool,
+    /// Bytes of the string value being read.
+    str_len: u64,
 }
 
 impl Default for Scanner {
@@ -163,6 +175,7 @@ impl Default for Scanner {
             buf: [0; MAX_STRING],
             buf_len: 0,
             buf_overflow: false,
+            str_len: 0,
         }
     }
 }
@@ -249,6 +262,13 @@ impl Scanner {
     }
 
     fn emit_string(&mut self, sink: &mut impl Sink) {
+        if matches!(
+            self.current_key,
+            Key::Content | Key::Text | Key::Delta | Key::Response
+        ) {
+            let n = self.str_len;
+            let _ = self.with_path(|p| sink.leaf(p, Value::TextBytes(n)));
+        }
         if !self.buf_overflow && self.current_key != Key::Other {
             let buf = &self.buf[..self.buf_len];
             let _ = self.with_path(|p| sink.leaf(p, Value::Str(buf)));
@@ -285,6 +305,7 @@ impl Scanner {
                 }
             }
             State::ValueString { escape } => {
+                self.str_len += 1;
                 if escape {
                     self.push_buf(b, MAX_STRING);
                     self.state = State::ValueString { escape: false };
@@ -292,6 +313,7 @@ impl Scanner {
                     self.push_buf(b, MAX_STRING);
                     self.state = State::ValueString { escape: true };
                 } else if b == b'"' {
+                    self.str_len -= 1; // the closing quote
                     self.emit_string(sink);
                     self.value_done();
                 } else if self.current_key != Key::Other {
@@ -319,6 +341,7 @@ impl Scanner {
                 b'[' => self.open(Container::Array),
                 b'"' => {
                     self.clear_buf();
+                    self.str_len = 0;
                     self.state = State::ValueString { escape: false };
                 }
                 b'-' | b'0'..=b'9' => {
@@ -406,6 +429,7 @@ mod tests {
             let v = match value {
                 Value::Uint(n) => n.to_string(),
                 Value::Str(s) => format!("'{}'", String::from_utf8_lossy(s)),
+                Value::TextBytes(n) => format!("#{n}"),
             };
             self.0.push((path.to_vec(), v));
         }

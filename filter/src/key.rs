@@ -50,6 +50,27 @@ pub fn find<'a>(header: impl Fn(&str) -> Option<&'a str>) -> ClientKey<'a> {
     }
 }
 
+/// A key passed as the `key` query parameter (Gemini's REST convention): the key, and
+/// the path without that parameter, which is what goes upstream.
+pub fn from_query(path: &str) -> Option<(&str, String)> {
+    let (base, query) = path.split_once('?')?;
+    let mut found = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.strip_prefix("key=") {
+            Some(value) => found = Some(value),
+            None => kept.push(pair),
+        }
+    }
+    let key = found?;
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Some((key, rest))
+}
+
 fn well_formed(key: &str) -> bool {
     key.starts_with(PREFIX)
         && (MIN_LEN..=MAX_LEN).contains(&key.len())
@@ -124,6 +145,25 @@ mod tests {
             find_in(&[("authorization", "Bearer tp-ÄÖÜäöüßÄÖÜäöüßÄÖÜ")]),
             ClientKey::Malformed
         );
+    }
+
+    #[test]
+    fn key_in_query_is_found_and_removed_from_the_path() {
+        let path =
+            format!("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key={KEY}");
+        let (key, rest) = from_query(&path).unwrap();
+        assert_eq!(key, KEY);
+        assert_eq!(
+            rest,
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        let path = format!("/v1beta/models/m:generateContent?key={KEY}");
+        assert_eq!(
+            from_query(&path).unwrap().1,
+            "/v1beta/models/m:generateContent"
+        );
+        assert_eq!(from_query("/v1/chat/completions?alt=sse"), None);
+        assert_eq!(from_query("/v1/chat/completions"), None);
     }
 
     #[test]

@@ -214,6 +214,8 @@ struct Raw {
     cache_write: Option<u64>,
     reasoning: Option<u64>,
     model: Option<String>,
+    /// Bytes of generated text seen (for estimates when usage never comes).
+    text_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -359,6 +361,11 @@ impl Sink for FormatSink<'_> {
                     self.raw.model = Some(String::from_utf8_lossy(s).into_owned());
                 }
             }
+            Value::TextBytes(n) => {
+                // Generated text only: not the request echoed back (`message` in
+                // Anthropic's message_start has no text), not tool schemas.
+                self.raw.text_bytes = self.raw.text_bytes.saturating_add(n);
+            }
         }
     }
 }
@@ -470,6 +477,12 @@ impl UsageParser {
     /// Response body bytes seen so far.
     pub fn body_bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Output tokens estimated from the generated text seen so far, for a response
+    /// that ended before the provider reported usage.
+    pub fn estimated_output(&self) -> u64 {
+        estimate_tokens(self.raw.text_bytes)
     }
 }
 

@@ -522,14 +522,19 @@ fn cut_stream_is_charged_an_estimate_and_marked() {
     g.on_request_headers(1, headers(KEY_A), 0, &s);
     g.on_lease_answer(&key::hash(KEY_A), granted(1000, 60_000), 0, &s);
     g.on_response_headers(1, 200, Some("text/event-stream; charset=utf-8"));
-    let partial = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hello wor";
+    let complete_chunk =
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"Hello world, this is\"}}]}\n\n";
+    let partial = b"data: {\"choices\":[{\"delta\":{\"content\":\" a cut str";
+    g.on_response_body(1, complete_chunk, false);
     g.on_response_body(1, partial, false);
     g.on_request_end(1, 5, &s); // client disconnected: on_log without end of stream
     let r = &sent_records(&mut g, &s, 6)[0];
     assert_eq!(r["estimated"], true);
     assert_eq!(r["input_tokens"], 100); // 400 request bytes / 4
-    assert_eq!(r["output_tokens"], (partial.len() as u64).div_ceil(4));
-    assert_eq!(r["total_tokens"], 100 + (partial.len() as u64).div_ceil(4));
+                                        // Generated text seen: "Hello world, this is" (20 bytes → 5 tokens); the unfinished
+                                        // last string is not counted.
+    assert_eq!(r["output_tokens"], 5);
+    assert_eq!(r["total_tokens"], 105);
 }
 
 #[test]
