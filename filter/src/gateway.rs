@@ -33,6 +33,9 @@ pub const SYNC_EVERY_MS: u64 = 1_000;
 /// A lease is used until this long before the control plane lets its hold go, so the
 /// delay of the answer can never make a proxy spend a hold that was already released.
 const EXPIRY_MARGIN_MS: u64 = 1_000;
+/// Lease id of the tokens served from a fail-open allowance, and how long they last.
+pub const FAIL_OPEN_LEASE: &str = "fail-open";
+const FAIL_OPEN_MS: u64 = 60_000;
 /// Burn-rate window used to size leases.
 const WINDOW_MS: u64 = 10_000;
 /// Leases are sized to last about this long at the current burn rate.
@@ -411,9 +414,12 @@ impl Gateway {
                     expires_in_ms,
                     quota_remaining,
                     period_reset_s,
+                    fail_open_tokens,
                 }) => {
                     rec.refusal = None;
                     rec.checked_at_ms = now_ms;
+                    rec.user_id = *user_id;
+                    rec.fail_open_left = *fail_open_tokens;
                     match rec.lease.as_mut().filter(|l| &l.id == lease_id) {
                         // The control plane extended the lease this process holds.
                         Some(lease) => {
@@ -462,7 +468,24 @@ impl Gateway {
                         });
                     }
                 }
-                Err(_) => {}
+                // The control plane is unreachable: a user with a fail-open allowance
+                // is served from it once the lease is spent (the usage is reported and
+                // charged when the control plane is back).
+                Err(_) => {
+                    let spent = rec.lease.as_ref().is_none_or(|l| l.room(now_ms) == 0);
+                    if spent && rec.fail_open_left > 0 && rec.user_id != 0 {
+                        rec.lease = Some(Lease {
+                            id: FAIL_OPEN_LEASE.to_string(),
+                            user_id: rec.user_id,
+                            granted: rec.fail_open_left,
+                            consumed: 0,
+                            expires_at_ms: now_ms.saturating_add(FAIL_OPEN_MS),
+                            quota_remaining: rec.fail_open_left,
+                            period_reset_s: 0,
+                        });
+                        rec.fail_open_left = 0;
+                    }
+                }
             }
             rec.waiting_vms
                 .iter()
@@ -482,7 +505,8 @@ impl Gateway {
             }
             Err(_) => self.stats.cas_failures += 1,
         }
-        self.resolve_waiters(key_hash, now_ms, store, true)
+        let failed = answer.is_err();
+        self.resolve_waiters(key_hash, now_ms, store, true, failed)
     }
 
     /// Another VM changed the record of `key_hash` (its fetch completed).
@@ -492,11 +516,12 @@ impl Gateway {
         now_ms: u64,
         store: &dyn SharedStore,
     ) -> Vec<(u32, WaiterOutcome)> {
-        self.resolve_waiters(key_hash, now_ms, store, false)
+        self.resolve_waiters(key_hash, now_ms, store, false, false)
     }
 
     /// Admit or refuse this VM's requests waiting on `key_hash`, from the shared record.
-    /// `answered`: a fetch just completed, so waiters that cannot be admitted are refused
+    /// `answered`: a fetch just completed (`failed`: without an answer), so waiters that
+    /// cannot be admitted are refused or, after a grant too small for all, ask again —
     /// rather than left waiting.
     fn resolve_waiters(
         &mut self,
@@ -504,6 +529,7 @@ impl Gateway {
         now_ms: u64,
         store: &dyn SharedStore,
         answered: bool,
+        failed: bool,
     ) -> Vec<(u32, WaiterOutcome)> {
         let Some(waiting) = self.waiters.remove(key_hash) else {
             return Vec::new();
@@ -530,6 +556,9 @@ impl Gateway {
                     Verdict::Admit(reserve(lease, *estimate, now_ms))
                 } else if fetching && !answered {
                     Verdict::KeepWaiting
+                } else if failed {
+                    // This VM's own fetch failed and nothing is left: fail closed.
+                    Verdict::Refuse(Refusal::GovernanceUnavailable)
                 } else if rec.lease.as_ref().is_some_and(|l| now_ms < l.expires_at_ms) {
                     // Earlier waiters took the whole grant: ask for more (the control
                     // plane answers `exhausted` when there is no more).
@@ -850,7 +879,7 @@ impl Gateway {
                 }
                 Ok(false) => work
                     .waiters
-                    .extend(self.resolve_waiters(&key_hash, now_ms, store, false)),
+                    .extend(self.resolve_waiters(&key_hash, now_ms, store, false, false)),
                 Err(_) => self.stats.cas_failures += 1,
             }
         }

@@ -29,6 +29,8 @@ pub struct CasMismatch;
 pub const CAS_RETRIES: usize = 32;
 
 pub const LOCK_KEY: &str = "alfred/create-lock";
+/// Version of the record encoding; records of another version read as missing.
+const FORMAT: u8 = 2;
 const PREFIX: &str = "alfred/u/";
 
 pub fn record_key(key_hash: &str) -> String {
@@ -187,6 +189,10 @@ pub struct Record {
     pub window_start_ms: u64,
     pub window_tokens: u64,
     pub last_used_ms: u64,
+    /// The user's id once a grant named it, and what this process may still serve the
+    /// user without the control plane (refreshed by every grant).
+    pub user_id: i64,
+    pub fail_open_left: u64,
 }
 
 impl Record {
@@ -203,7 +209,7 @@ impl Record {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Vec::with_capacity(160);
-        w.push(1); // format version
+        w.push(FORMAT); // format version
         match &self.lease {
             Some(l) => {
                 w.push(1);
@@ -254,13 +260,15 @@ impl Record {
         ] {
             put_u64(&mut w, v);
         }
+        put_u64(&mut w, self.user_id as u64);
+        put_u64(&mut w, self.fail_open_left);
         w
     }
 
     /// `None` for empty or unreadable bytes (treated as a missing record).
     pub fn decode(b: &[u8]) -> Option<Record> {
         let mut r = Reader { b, at: 0 };
-        if r.u8()? != 1 {
+        if r.u8()? != FORMAT {
             return None;
         }
         let lease = match r.u8()? {
@@ -310,6 +318,8 @@ impl Record {
             window_start_ms: r.u64()?,
             window_tokens: r.u64()?,
             last_used_ms: r.u64()?,
+            user_id: r.u64()? as i64,
+            fail_open_left: r.u64()?,
         })
     }
 }
@@ -427,6 +437,8 @@ mod tests {
             window_start_ms: 8,
             window_tokens: 9,
             last_used_ms: 10,
+            user_id: 42,
+            fail_open_left: 11,
         }
     }
 
@@ -438,7 +450,7 @@ mod tests {
             Record::decode(&Record::default().encode()),
             Some(Record::default())
         );
-        for bad in [&b""[..], b"\x02", b"\x01\x01\x05ab", &[0xff; 40]] {
+        for bad in [&b""[..], b"\x01", b"\x02\x01\x05ab", &[0xff; 40]] {
             assert_eq!(Record::decode(bad), None);
         }
         let enc = sample().encode();

@@ -26,6 +26,10 @@ pub enum LeaseAnswer {
         quota_remaining: u64,
         #[serde(default)]
         period_reset_s: u64,
+        /// Tokens this proxy may serve the user beyond its leases while the control
+        /// plane is unreachable (0: fail closed). Reconciled like any usage.
+        #[serde(default)]
+        fail_open_tokens: u64,
     },
     InvalidKey,
     Suspended {

@@ -54,6 +54,7 @@ fn granted_id(id: &str, tokens: u64, ttl_ms: u64) -> Result<LeaseAnswer, String>
         expires_in_ms: ttl_ms,
         quota_remaining: 5000,
         period_reset_s: 3600,
+        fail_open_tokens: 0,
     })
 }
 
@@ -815,4 +816,48 @@ fn privacy_strict_sets_store_false() {
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["store"],
         false
     );
+}
+
+#[test]
+fn fail_open_allowance_serves_through_an_outage_then_fails_closed() {
+    let s = store();
+    let mut g = gateway(1);
+    let hash = key::hash(KEY_A);
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    let answer = Ok(LeaseAnswer::Granted {
+        lease_id: "l1".into(),
+        user_id: 42,
+        granted_tokens: 200,
+        expires_in_ms: 60_000,
+        quota_remaining: 5000,
+        period_reset_s: 3600,
+        fail_open_tokens: 300,
+    });
+    g.on_lease_answer(&hash, answer, 0, &s);
+    complete(&mut g, &s, 1, br#"{"usage":{"total_tokens":200}}"#, 1); // lease spent
+                                                                      // The control plane is down: the allowance (300) admits requests, recorded as such.
+    g.on_request_headers(2, headers(KEY_A), 2, &s);
+    assert_eq!(
+        g.on_lease_answer(&hash, Err("down".into()), 3, &s),
+        vec![(2, WaiterOutcome::Resume)]
+    );
+    complete(&mut g, &s, 2, CHAT, 4);
+    let records = sent_records(&mut g, &s, 5);
+    assert_eq!(records[1]["lease_id"], FAIL_OPEN_LEASE);
+    assert_eq!(
+        (
+            records[1]["user_id"].as_i64(),
+            records[1]["total_tokens"].as_u64()
+        ),
+        (Some(42), Some(29))
+    );
+    // Spent allowance (29 + 271 more), still down: fail closed.
+    assert!(matches!(
+        g.on_request_headers(3, headers(KEY_A), 6, &s),
+        HeadersOutcome::Forward { .. }
+    ));
+    complete(&mut g, &s, 3, br#"{"usage":{"total_tokens":271}}"#, 7);
+    g.on_request_headers(4, headers(KEY_A), 8, &s);
+    let outcomes = g.on_lease_answer(&hash, Err("down".into()), 9, &s);
+    assert_eq!(status_of(&outcomes[0].1), Some(503));
 }
