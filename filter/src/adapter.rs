@@ -106,7 +106,8 @@ fn call_control_plane(
 }
 
 fn call_status(ctx: &dyn Context) -> Option<u16> {
-    ctx.get_http_call_response_header(":status")
+    ctx.get_http_call_response_header_bytes(":status")
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
         .and_then(|s| s.parse().ok())
 }
 
@@ -402,6 +403,22 @@ struct Request {
 }
 
 impl Request {
+    /// A request header as text. Header values may hold any byte (obs-text); the SDK's
+    /// `String` getters panic on those, which would take the VM down, so read bytes.
+    fn request_header(&self, name: &str) -> Option<String> {
+        self.get_http_request_header_bytes(name).map(|b| {
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        })
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        self.get_http_response_header_bytes(name).map(|b| {
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        })
+    }
+
     fn swap_credentials(&self, (name, value): &(String, String)) {
         for header in KEY_HEADERS.iter().chain(ALFRED_HEADERS.iter()) {
             self.set_http_request_header(header, None);
@@ -447,10 +464,10 @@ impl Context for Request {
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let now = now_ms();
-        let path = self.get_http_request_header(":path").unwrap_or_default();
+        let path = self.request_header(":path").unwrap_or_default();
         let key_values: Vec<(&str, Option<String>)> = KEY_HEADERS
             .iter()
-            .map(|h| (*h, self.get_http_request_header(h)))
+            .map(|h| (*h, self.request_header(h)))
             .collect();
         let mut client_key = key::find(|name| {
             key_values
@@ -469,9 +486,9 @@ impl HttpContext for Request {
         let content_length = self
             .get_http_request_header("content-length")
             .and_then(|v| v.trim().parse().ok());
-        let priority = self.get_http_request_header("x-priority");
-        let privacy = self.get_http_request_header("x-privacy-mode");
-        let project_id = self.get_http_request_header("x-project-id");
+        let priority = self.request_header("x-priority");
+        let privacy = self.request_header("x-privacy-mode");
+        let project_id = self.request_header("x-project-id");
         let headers = RequestHeaders {
             path: &path,
             key: client_key,
@@ -544,7 +561,7 @@ impl HttpContext for Request {
             BodyAction::Buffer => Action::Pause,
             BodyAction::Replace { body, proceed } => {
                 self.set_http_request_body(0, body_size, &body);
-                if self.get_http_request_header("content-length").is_some() {
+                if self.request_header("content-length").is_some() {
                     self.set_http_request_header("content-length", Some(&body.len().to_string()));
                 }
                 if proceed {
@@ -565,7 +582,7 @@ impl HttpContext for Request {
             .get_http_response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let content_type = self.get_http_response_header("content-type");
+        let content_type = self.response_header("content-type");
         let add = match self.gateway.borrow_mut().as_mut() {
             Some(gateway) => {
                 gateway.on_response_headers(self.context_id, status, content_type.as_deref())
