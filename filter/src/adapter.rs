@@ -54,6 +54,11 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Header bytes as text; invalid UTF-8 (obs-text) is replaced, never a panic.
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 fn queue_name(vm: u64) -> String {
     format!("alfred/wake/{vm:016x}")
 }
@@ -387,6 +392,7 @@ impl RootContext for Root {
             context_id,
             gateway: Rc::clone(&self.gateway),
             lease_call: None,
+            present: Vec::new(),
         }))
     }
 
@@ -400,6 +406,8 @@ struct Request {
     gateway: Shared,
     /// The lease request this context sent, if any: (token, key hash).
     lease_call: Option<(u32, String)>,
+    /// Key and Alfred headers the request carries: removed before it goes upstream.
+    present: Vec<&'static str>,
 }
 
 impl Request {
@@ -420,8 +428,10 @@ impl Request {
     }
 
     fn swap_credentials(&self, (name, value): &(String, String)) {
-        for header in KEY_HEADERS.iter().chain(ALFRED_HEADERS.iter()) {
-            self.set_http_request_header(header, None);
+        for header in &self.present {
+            if header != name {
+                self.set_http_request_header(header, None);
+            }
         }
         if !name.is_empty() {
             self.set_http_request_header(name, Some(value));
@@ -464,16 +474,27 @@ impl Context for Request {
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let now = now_ms();
-        let path = self.request_header(":path").unwrap_or_default();
-        let key_values: Vec<(&str, Option<String>)> = KEY_HEADERS
+        // One host call for all headers (each single-header call crosses the VM boundary).
+        let all = self.get_http_request_headers_bytes();
+        let text = |name: &str| -> Option<String> {
+            all.iter().find(|(n, _)| n == name).map(|(_, v)| lossy(v))
+        };
+        let path = text(":path").unwrap_or_default();
+        let key_values: Vec<(&str, String)> = KEY_HEADERS
             .iter()
-            .map(|h| (*h, self.request_header(h)))
+            .filter_map(|h| text(h).map(|v| (*h, v)))
+            .collect();
+        self.present = KEY_HEADERS
+            .iter()
+            .chain(ALFRED_HEADERS.iter())
+            .filter(|h| all.iter().any(|(n, _)| n == *h))
+            .copied()
             .collect();
         let mut client_key = key::find(|name| {
             key_values
                 .iter()
                 .find(|(n, _)| *n == name)
-                .and_then(|(_, v)| v.as_deref())
+                .map(|(_, v)| v.as_str())
         });
         // A key in the query string (Gemini REST style) must not travel upstream either.
         let query_key = key::from_query(&path);
@@ -483,12 +504,10 @@ impl HttpContext for Request {
                 client_key = key::find(|name| (name == "x-api-key").then_some(*key_in_query));
             }
         }
-        let content_length = self
-            .get_http_request_header("content-length")
-            .and_then(|v| v.trim().parse().ok());
-        let priority = self.request_header("x-priority");
-        let privacy = self.request_header("x-privacy-mode");
-        let project_id = self.request_header("x-project-id");
+        let content_length = text("content-length").and_then(|v| v.trim().parse().ok());
+        let priority = text("x-priority");
+        let privacy = text("x-privacy-mode");
+        let project_id = text("x-project-id");
         let headers = RequestHeaders {
             path: &path,
             key: client_key,

@@ -88,7 +88,11 @@ impl Refusal {
                 "insufficient_quota",
                 "rate_limit_error",
                 "RESOURCE_EXHAUSTED",
-                "ThrottlingException",
+                // Not ThrottlingException: botocore's default (standard) retry mode
+                // retries that code 3 times. ServiceQuotaExceededException is modelled
+                // in bedrock-runtime (boto3 raises
+                // `client.exceptions.ServiceQuotaExceededException`) and not retried.
+                "ServiceQuotaExceededException",
             ),
             Refusal::GovernanceUnavailable => p(
                 503,
@@ -246,7 +250,8 @@ mod tests {
         assert!(r
             .headers
             .iter()
-            .any(|(k, v)| *k == "x-amzn-errortype" && v.starts_with("ThrottlingException")));
+            .any(|(k, v)| *k == "x-amzn-errortype"
+                && v.starts_with("ServiceQuotaExceededException:")));
     }
 
     #[test]
