@@ -286,9 +286,8 @@ impl Gateway {
         let config = &self.config;
         let decision = lease_store::update(store, &key_hash, vm, now_ms, |rec| {
             rec.last_used_ms = now_ms;
-            if let Some(refusal) = rec.live_refusal(now_ms) {
-                return Decision::Refuse(refusal.clone());
-            }
+            // Room in the lease first: a quota refusal may have come while requests in
+            // flight held the rest of the lease, and what they did not use is the user's.
             if let Some(lease) = rec.lease.as_mut().filter(|l| l.room(now_ms) > 0) {
                 let admission = reserve(lease, estimate, now_ms);
                 let low = lease.room(now_ms) < lease.granted / LOW_WATER_DIVISOR;
@@ -298,6 +297,9 @@ impl Gateway {
                     rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
                 }
                 return Decision::Admit { admission, renew };
+            }
+            if let Some(refusal) = rec.live_refusal(now_ms) {
+                return Decision::Refuse(refusal.clone());
             }
             if rec.fetch_active(now_ms) {
                 if rec.fetch_owner != vm && !rec.waiting_vms.contains(&vm) {
@@ -457,16 +459,16 @@ impl Gateway {
                         },
                         LeaseAnswer::Granted { .. } => Refusal::GovernanceUnavailable,
                     };
-                    // A renewal refused for quota keeps what is left of the current lease.
-                    let keep = matches!(refusal, Refusal::InsufficientQuota { .. })
-                        && rec.lease.as_ref().is_some_and(|l| l.room(now_ms) > 0);
-                    if !keep {
+                    // Refused for quota: the current lease stays (its room, and what the
+                    // requests in flight on it do not use, is still the user's to spend);
+                    // a revoked key or a suspended user loses it.
+                    if !matches!(refusal, Refusal::InsufficientQuota { .. }) {
                         rec.lease = None;
-                        rec.refusal = Some(CachedRefusal {
-                            refusal,
-                            until_ms: now_ms + REFUSAL_TTL_MS,
-                        });
                     }
+                    rec.refusal = Some(CachedRefusal {
+                        refusal,
+                        until_ms: now_ms + REFUSAL_TTL_MS,
+                    });
                 }
                 // The control plane is unreachable: a user with a fail-open allowance
                 // is served from it once the lease is spent (the usage is reported and
@@ -550,10 +552,11 @@ impl Gateway {
             let mut refetch = false;
             let mut verdicts = Vec::with_capacity(estimates.len());
             for (ctx, estimate) in &estimates {
-                let verdict = if let Some(refusal) = &refusal {
-                    Verdict::Refuse(refusal.clone())
-                } else if let Some(lease) = rec.lease.as_mut().filter(|l| l.room(now_ms) > 0) {
+                let verdict = if let Some(lease) = rec.lease.as_mut().filter(|l| l.room(now_ms) > 0)
+                {
                     Verdict::Admit(reserve(lease, *estimate, now_ms))
+                } else if let Some(refusal) = &refusal {
+                    Verdict::Refuse(refusal.clone())
                 } else if fetching && !answered {
                     Verdict::KeepWaiting
                 } else if failed {

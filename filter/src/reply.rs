@@ -88,10 +88,9 @@ impl Refusal {
                 "insufficient_quota",
                 "rate_limit_error",
                 "RESOURCE_EXHAUSTED",
-                // Not ThrottlingException: botocore's default (standard) retry mode
-                // retries that code 3 times. ServiceQuotaExceededException is modelled
-                // in bedrock-runtime (boto3 raises
-                // `client.exceptions.ServiceQuotaExceededException`) and not retried.
+                // Bedrock's own quota error; answered with status 400 as Bedrock
+                // models it (see `Refusal::reply`), so boto3 raises
+                // `ServiceQuotaExceededException` and does not retry.
                 "ServiceQuotaExceededException",
             ),
             Refusal::GovernanceUnavailable => p(
@@ -136,6 +135,7 @@ impl Refusal {
     /// The reply for an API of `family`.
     pub fn reply(&self, request_id: &str, family: Family) -> LocalReply {
         let parts = self.parts();
+        let mut status = parts.status;
         let mut headers = vec![
             ("content-type", "application/json".to_string()),
             ("x-alfred-request-id", request_id.to_string()),
@@ -179,6 +179,14 @@ impl Refusal {
                 }],
             }}),
             Family::Bedrock => {
+                // botocore (default "standard" retry mode) retries every 429 whose code
+                // is not a non-retryable modelled error of Converse/ConverseStream, and
+                // ThrottlingException at any status. ServiceQuotaExceededException is
+                // modelled by bedrock-runtime with status 400: answered that way,
+                // boto3 raises it after exactly one request.
+                if matches!(self, Refusal::InsufficientQuota { .. }) {
+                    status = 400;
+                }
                 headers.push((
                     "x-amzn-errortype",
                     format!(
@@ -191,7 +199,7 @@ impl Refusal {
             Family::Ollama => json!({"error": parts.message, "code": parts.code}),
         };
         LocalReply {
-            status: parts.status,
+            status,
             headers,
             body: body.to_string().into_bytes(),
         }
@@ -220,7 +228,13 @@ mod tests {
             Family::Ollama,
         ] {
             let r = refusal.reply("rid", family);
-            assert_eq!(r.status, 429);
+            // Bedrock: its own ServiceQuotaExceededException status (botocore retries 429s).
+            let expected = if matches!(family, Family::Bedrock) {
+                400
+            } else {
+                429
+            };
+            assert_eq!(r.status, expected);
             assert!(r.headers.contains(&("x-should-retry", "false".to_string())));
             assert!(r.headers.contains(&("retry-after", "3600".to_string())));
             assert!(

@@ -861,3 +861,34 @@ fn fail_open_allowance_serves_through_an_outage_then_fails_closed() {
     let outcomes = g.on_lease_answer(&hash, Err("down".into()), 9, &s);
     assert_eq!(status_of(&outcomes[0].1), Some(503));
 }
+
+#[test]
+fn quota_refusal_keeps_the_lease_so_unused_reservations_come_back() {
+    let s = store();
+    let mut g = gateway(1);
+    let hash = key::hash(KEY_A);
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    g.on_lease_answer(&hash, granted(400, 60_000), 0, &s);
+    g.on_request_headers(2, headers(KEY_A), 0, &s); // 200 + 200 reserved: room 0
+                                                    // Room 0: the renewal (claimed at low water) is what request 3 waits for.
+    let HeadersOutcome::Wait { .. } = g.on_request_headers(3, headers(KEY_A), 1, &s) else {
+        panic!()
+    };
+    assert_eq!(g.on_tick(1, 1, &s).lease_fetches.len(), 1);
+    let exhausted = Ok(LeaseAnswer::Exhausted {
+        user_id: 42,
+        budget_scope: "personal".into(),
+        period_reset_s: 9,
+    });
+    let outcomes = g.on_lease_answer(&hash, exhausted, 2, &s);
+    assert_eq!(status_of(&outcomes[0].1), Some(429));
+    // The two in flight use 29 each: 342 of the lease is free again and is served,
+    // even while the refusal is remembered.
+    complete(&mut g, &s, 1, CHAT, 3);
+    complete(&mut g, &s, 2, CHAT, 3);
+    assert!(matches!(
+        g.on_request_headers(4, headers(KEY_A), 4, &s),
+        HeadersOutcome::Forward { .. }
+    ));
+    assert_eq!(consumed(&s, KEY_A), 29 + 29 + 200);
+}
