@@ -14,6 +14,9 @@ pub struct Rewrite {
     pub strip_usage_chunk: bool,
     /// `model` named by the request.
     pub model: Option<String>,
+    /// Estimated prompt tokens from the request's text (messages, input, prompt), when
+    /// the body was read; better than a quarter of the body's bytes.
+    pub prompt_tokens: Option<u64>,
 }
 
 /// Longest model name kept from a request.
@@ -36,6 +39,7 @@ pub fn rewrite(format: Format, privacy_strict: bool, body: &[u8]) -> Rewrite {
         .map(str::to_owned);
     let mut changed = false;
     let mut strip_usage_chunk = false;
+    let prompt_tokens = Some(prompt_estimate(&obj));
 
     let streaming = obj.get("stream").and_then(Value::as_bool) == Some(true);
     if format.has_include_usage() && streaming {
@@ -74,7 +78,32 @@ pub fn rewrite(format: Format, privacy_strict: bool, body: &[u8]) -> Rewrite {
         body,
         strip_usage_chunk,
         model,
+        prompt_tokens,
     }
+}
+
+/// About four bytes of text per token, plus a few tokens of framing per message.
+fn prompt_estimate(obj: &Map<String, Value>) -> u64 {
+    fn text_bytes(v: &Value) -> u64 {
+        match v {
+            Value::String(s) => s.len() as u64,
+            Value::Array(items) => items.iter().map(text_bytes).sum(),
+            Value::Object(o) => ["content", "text", "input"]
+                .iter()
+                .filter_map(|k| o.get(*k))
+                .map(text_bytes)
+                .sum(),
+            _ => 0,
+        }
+    }
+    let messages = obj.get("messages").and_then(Value::as_array);
+    let framing = messages.map_or(0, |m| 4 * m.len() as u64);
+    let bytes: u64 = ["messages", "input", "prompt", "system", "instructions"]
+        .iter()
+        .filter_map(|k| obj.get(*k))
+        .map(text_bytes)
+        .sum();
+    bytes.div_ceil(4) + framing
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -136,6 +165,13 @@ mod tests {
             rewrite(Format::OpenAiEmbeddings, true, br#"{"stream":true}"#).body,
             None
         );
+    }
+
+    #[test]
+    fn prompt_is_estimated_from_its_text() {
+        let r = rewrite(Format::OpenAiChat, false, br#"{"model":"m","stream":true,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hello there!"}]}]}"#);
+        // 9 + 12 bytes of text -> 6 tokens, plus 4 per message.
+        assert_eq!(r.prompt_tokens, Some(6 + 8));
     }
 
     #[test]

@@ -82,6 +82,8 @@ struct RequestState {
     body_done: bool,
     /// Set when Alfred added `include_usage` the client did not ask for.
     stripper: Option<UsageChunkStripper>,
+    /// The response body reached its end (not cut by client or provider).
+    response_complete: bool,
 }
 
 /// A lease request to send: for whom (key hash) and the body.
@@ -340,6 +342,7 @@ impl Gateway {
             inspect_body,
             body_done: false,
             stripper: None,
+            response_complete: false,
         };
         match decision {
             Decision::Refuse(refusal) => {
@@ -693,6 +696,9 @@ impl Gateway {
                 .map(|b| body::rewrite(state.api.format, state.privacy == "strict", &b))
                 .unwrap_or_default();
             state.request_model = rewrite.model;
+            if let Some(tokens) = rewrite.prompt_tokens {
+                state.input_estimate = tokens;
+            }
             if rewrite.strip_usage_chunk {
                 state.stripper = Some(UsageChunkStripper::default());
             }
@@ -722,6 +728,7 @@ impl Gateway {
         if let Some(parser) = state.parser.as_mut() {
             parser.feed(chunk);
         }
+        state.response_complete |= end_of_stream;
         let stripper = state.stripper.as_mut()?;
         let mut out = stripper.filter(chunk);
         if end_of_stream {
@@ -779,8 +786,17 @@ impl Gateway {
             self.abandon_wait(ctx, &state.key_hash);
             return;
         };
+        let complete = state.response_complete;
         let (usage, estimated) = match state.parser.as_mut() {
             Some(parser) => match parser.finish() {
+                // Cut short, in a format that reports usage before the end (Anthropic's
+                // message_start, Gemini's running usageMetadata): what was reported is a
+                // floor; the text seen may show more was produced.
+                Some(mut usage) if !complete && parser.reports_early() => {
+                    usage.output = usage.output.max(parser.estimated_output());
+                    usage.total = None;
+                    (usage, true)
+                }
                 Some(usage) => (usage, false),
                 // A successful response that never said: estimate what was produced.
                 None => (

@@ -469,6 +469,18 @@ impl UsageParser {
         self.raw.seen
     }
 
+    /// Streams of this format report usage before they end (so a report seen in a cut
+    /// stream may be partial): Anthropic and Gemini streams.
+    pub fn reports_early(&self) -> bool {
+        matches!(
+            self.decoder,
+            Decoder::Sse(_) | Decoder::Json(_) | Decoder::Ndjson(_)
+        ) && matches!(
+            self.format,
+            Format::AnthropicMessages | Format::GeminiGenerate
+        )
+    }
+
     /// Model named by the response, if any.
     pub fn model(&self) -> Option<&str> {
         self.raw.model.as_deref()

@@ -15,7 +15,8 @@ fn gateway(seed: u8) -> Gateway {
     let config = Config::parse(
         br#"{"proxy_id":"envoy-test","control_plane":{"cluster":"cp","authority":"cp","token":"t"},
             "lease_request_tokens":1000,"default_estimate_tokens":100,"tick_ms":200,
-            "providers":{"openai":{"auth_header":"authorization","auth_value":"Bearer sk-provider"}}}"#,
+            "providers":{"openai":{"auth_header":"authorization","auth_value":"Bearer sk-provider"},
+                         "anthropic":{"auth_header":"x-api-key","auth_value":"sk-ant"}}}"#,
     )
     .unwrap();
     Gateway::new(config, IdGen::from_seed([seed; 16]))
@@ -891,4 +892,47 @@ fn quota_refusal_keeps_the_lease_so_unused_reservations_come_back() {
         HeadersOutcome::Forward { .. }
     ));
     assert_eq!(consumed(&s, KEY_A), 29 + 29 + 200);
+}
+
+#[test]
+fn cut_stream_with_an_early_usage_report_is_estimated_from_what_was_produced() {
+    let s = store();
+    let mut g = gateway(1);
+    warm(&mut g, &s, 100_000);
+    let h = RequestHeaders {
+        path: "/v1/messages",
+        ..headers(KEY_A)
+    };
+    g.on_request_headers(1, h, 1, &s);
+    g.on_response_headers(1, 200, Some("text/event-stream"));
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-sonnet-4-5\",\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n";
+    let text = format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{}\"}}}}\n\n", "word ".repeat(40));
+    g.on_response_body(1, start.as_bytes(), false);
+    g.on_response_body(1, text.as_bytes(), false);
+    g.on_request_end(1, 2, &s); // the client went away: no end of stream
+    let r = &sent_records(&mut g, &s, 3)[0];
+    assert_eq!(r["estimated"], true);
+    assert_eq!(
+        (r["input_tokens"].as_u64(), r["output_tokens"].as_u64()),
+        (Some(25), Some(50)),
+        "200 bytes of text"
+    );
+    assert_eq!(r["total_tokens"], 75);
+
+    // The same stream run to its end is exact.
+    let h = RequestHeaders {
+        path: "/v1/messages",
+        ..headers(KEY_A)
+    };
+    g.on_request_headers(2, h, 4, &s);
+    g.on_response_headers(2, 200, Some("text/event-stream"));
+    g.on_response_body(2, start.as_bytes(), false);
+    let end = "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":61}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    g.on_response_body(2, end.as_bytes(), true);
+    g.on_request_end(2, 5, &s);
+    let r = &sent_records(&mut g, &s, 6)[0];
+    assert_eq!(
+        (r["estimated"].as_bool(), r["total_tokens"].as_u64()),
+        (Some(false), Some(86))
+    );
 }
