@@ -6,8 +6,12 @@ One listener serves everything a user sees at ``http://<host>:8000``:
 * the control plane's routes (``/v1/admin/``, ``/v1/users/``, ``/static/``, ``/healthz``,
   ``/readyz``, ``/metrics``, ``/openapi.json``) go to cluster ``alfred_control_plane`` with
   the Alfred filter disabled on the route;
-* the provider routes (``/v1/chat/completions``) go through the ``alfred`` Proxy-Wasm filter
-  to cluster ``provider_openai``;
+* the provider routes go through the ``alfred`` Proxy-Wasm filter to one cluster per
+  provider (``provider_openai``, ``provider_azure``, ``provider_anthropic``,
+  ``provider_gemini``, ``provider_bedrock``, ``provider_ollama``, ``provider_vllm``). Each
+  provider is optional: it is served when its credential (or, for the keyless in-mesh
+  ones, its base URL) is set — see ``PROVIDERS``. Bedrock requests are signed with AWS
+  SigV4 by Envoy's own ``aws_request_signing`` filter, after the Alfred filter;
 * everything else, ``/internal/`` included, is answered 404 in OpenAI's error shape.
 
 Values come from command-line flags, else from the environment (names below), else from
@@ -39,8 +43,66 @@ CONTROL_PLANE_AUTHORITY = "alfred-control-plane"
 CONTROL_PLANE_PREFIXES = ["/v1/admin", "/v1/users", "/static"]
 CONTROL_PLANE_PATHS = ["/healthz", "/readyz", "/metrics", "/openapi.json"]
 
-# Provider routes that go through the filter, per provider.
-PROVIDER_PATHS = {"openai": ["/v1/chat/completions"]}
+AWS_SIGNING_FILTER = "envoy.filters.http.aws_request_signing"
+# Request bodies up to the filter's 32 MiB limit must fit in Envoy's buffers.
+CONNECTION_BUFFER_LIMIT = 40 * 1024 * 1024
+
+
+class ProviderSpec:
+    """One provider: where its base URL and credential come from, how the filter sends
+    the credential, and which client paths route to it.
+
+    ``routes`` are (match kind, client path, upstream path) with the upstream path
+    relative to the base URL's own path prefix; ``exact`` matches the path, ``prefix`` a
+    string prefix (the rest of the path is kept).
+    """
+
+    def __init__(self, name, *, key_env, base_env, default_base, auth_header, auth_format,
+                 routes, keyless=False, title=""):
+        self.name = name
+        self.key_env = key_env
+        self.base_env = base_env
+        self.default_base = default_base
+        self.auth_header = auth_header
+        self.auth_format = auth_format
+        self.routes = routes
+        self.keyless = keyless
+        self.title = title
+
+
+def _openai_paths(client_prefix: str, upstream_prefix: str = "") -> list[tuple[str, str, str]]:
+    ops = ["chat/completions", "completions", "embeddings", "responses"]
+    return [("exact", f"{client_prefix}/v1/{op}", f"{upstream_prefix}/v1/{op}") for op in ops]
+
+
+PROVIDERS = [
+    ProviderSpec("openai", key_env="OPENAI_API_KEY", base_env="OPENAI_BASE_URL",
+                 default_base="https://api.openai.com", auth_header="authorization",
+                 auth_format="Bearer {key}", routes=_openai_paths(""), title="OpenAI"),
+    ProviderSpec("azure", key_env="AZURE_OPENAI_API_KEY", base_env="AZURE_OPENAI_ENDPOINT",
+                 default_base=None, auth_header="api-key", auth_format="{key}",
+                 routes=[("prefix", "/openai/deployments/", "/openai/deployments/")], title="Azure OpenAI"),
+    ProviderSpec("anthropic", key_env="ANTHROPIC_API_KEY", base_env="ANTHROPIC_BASE_URL",
+                 default_base="https://api.anthropic.com", auth_header="x-api-key", auth_format="{key}",
+                 routes=[("exact", "/v1/messages", "/v1/messages")], title="Anthropic"),
+    ProviderSpec("gemini", key_env="GEMINI_API_KEY", base_env="GEMINI_BASE_URL",
+                 default_base="https://generativelanguage.googleapis.com", auth_header="x-goog-api-key",
+                 auth_format="{key}",
+                 routes=[("prefix", "/v1beta/models/", "/v1beta/models/"), ("prefix", "/v1/models/", "/v1/models/")],
+                 title="Google Gemini"),
+    # Credential: SigV4 from Envoy's aws_request_signing filter, not from the Alfred filter.
+    ProviderSpec("bedrock", key_env=None, base_env="BEDROCK_ENDPOINT", default_base=None,
+                 auth_header="", auth_format="", routes=[("prefix", "/model/", "/model/")], keyless=True,
+                 title="AWS Bedrock"),
+    ProviderSpec("ollama", key_env=None, base_env="OLLAMA_BASE_URL", default_base=None,
+                 auth_header="", auth_format="", keyless=True, title="Ollama",
+                 routes=[("exact", "/api/chat", "/api/chat"), ("exact", "/api/generate", "/api/generate"),
+                         ("prefix", "/ollama/v1/", "/v1/")]),
+    ProviderSpec("vllm", key_env="VLLM_API_KEY", base_env="VLLM_BASE_URL", default_base=None,
+                 auth_header="authorization", auth_format="Bearer {key}", keyless=True,
+                 routes=[("prefix", "/vllm/v1/", "/v1/")], title="vLLM / TGI (OpenAI-compatible)"),
+]
+PROVIDER_BY_NAME = {p.name: p for p in PROVIDERS}
 
 NOT_FOUND_BODY = json.dumps(
     {
@@ -85,7 +147,7 @@ def split_host_port(value: str, what: str) -> tuple[str, int]:
 class Upstream:
     """A provider base URL: scheme, host, port and an optional path prefix."""
 
-    def __init__(self, base_url: str, what: str):
+    def __init__(self, base_url: str, what: str, strip_v1: bool = True):
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise RenderError(f"{what} must be an http:// or https:// URL, got {base_url!r}")
@@ -97,7 +159,7 @@ class Upstream:
         prefix = parsed.path.rstrip("/")
         # OpenAI SDK convention: OPENAI_BASE_URL often ends in /v1. Alfred appends the
         # client's full path (/v1/...), so a trailing /v1 is dropped rather than doubled.
-        if prefix.endswith("/v1"):
+        if strip_v1 and prefix.endswith("/v1"):
             prefix = prefix[: -len("/v1")]
         self.prefix = prefix
         default_port = (self.tls and self.port == 443) or (not self.tls and self.port == 80)
@@ -162,20 +224,85 @@ def control_plane_routes(with_filter: bool) -> list[dict]:
     return routes
 
 
-def provider_routes(name: str, upstream: Upstream) -> list[dict]:
+class Enabled:
+    """A provider this gateway serves: its spec, upstream and credential."""
+
+    def __init__(self, spec: ProviderSpec, upstream: Upstream, key: str | None):
+        self.spec = spec
+        self.upstream = upstream
+        self.key = key
+
+    @property
+    def cluster(self) -> str:
+        return f"provider_{self.spec.name}"
+
+    def filter_credential(self) -> dict:
+        if self.spec.auth_header and self.key:
+            return {"auth_header": self.spec.auth_header, "auth_value": self.spec.auth_format.format(key=self.key)}
+        # Empty: the filter sets no credential (keyless in-mesh model, or SigV4 by Envoy).
+        return {"auth_header": "", "auth_value": ""}
+
+
+def provider_routes(provider: Enabled, with_filter: bool, signing: dict | None = None) -> list[dict]:
     routes = []
-    for path in PROVIDER_PATHS[name]:
+    upstream = provider.upstream
+    for kind, path, target in provider.spec.routes:
         action = {
-            "cluster": f"provider_{name}",
+            "cluster": provider.cluster,
             "host_rewrite_literal": upstream.authority,
             # Streams may run for minutes; the idle timeout catches a stalled provider.
             "timeout": "600s",
             "idle_timeout": "300s",
         }
-        if upstream.prefix:
-            action["prefix_rewrite"] = upstream.prefix + path
-        routes.append({"name": f"{name}{path.replace('/', '_')}", "match": {"path": path}, "route": action})
+        rewritten = upstream.prefix + target
+        if rewritten != path:
+            action["prefix_rewrite"] = rewritten
+        route = {
+            "name": f"{provider.spec.name}{path.rstrip('/').replace('/', '_')}",
+            "match": {"path": path} if kind == "exact" else {"prefix": path},
+            "route": action,
+        }
+        if signing is not None:
+            # Sign after the Alfred filter swapped the client key out (it sets no
+            # credential for Bedrock): the signing filter is off on every other route.
+            route["typed_per_filter_config"] = {
+                AWS_SIGNING_FILTER: {
+                    "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                    "disabled": False,
+                    "config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigningPerRoute",
+                        "aws_request_signing": signing,
+                        "stat_prefix": "bedrock",
+                    },
+                }
+            }
+        routes.append(route)
     return routes
+
+
+def aws_signing_config(args: argparse.Namespace, bedrock: Enabled) -> dict:
+    """AwsRequestSigning for Bedrock (used on the Bedrock routes)."""
+    config = {
+        "service_name": "bedrock",
+        "region": args.aws_region,
+        # The router rewrites Host after this filter runs: sign what the provider sees.
+        "host_rewrite": bedrock.upstream.authority,
+        "use_unsigned_payload": False,
+    }
+    if args.aws_access_key_id and args.aws_secret_access_key:
+        inline = {"access_key_id": args.aws_access_key_id, "secret_access_key": args.aws_secret_access_key}
+        if args.aws_session_token:
+            inline["session_token"] = args.aws_session_token
+        config["credential_provider"] = {"inline_credential": inline}
+    # Else Envoy's default AWS credential chain (environment, profile, IRSA, instance role).
+    return config
+
+
+def aws_signing_filter(args: argparse.Namespace, bedrock: Enabled) -> dict:
+    """The signing filter in the chain: disabled by default, enabled per Bedrock route."""
+    typed = {"@type": "type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning"}
+    typed.update(aws_signing_config(args, bedrock))
+    return {"name": AWS_SIGNING_FILTER, "disabled": True, "typed_config": typed}
 
 
 def not_found_route(with_filter: bool) -> dict:
@@ -208,9 +335,7 @@ def plugin_configuration(args: argparse.Namespace) -> dict:
         "lease_request_tokens": args.lease_request_tokens,
         "default_estimate_tokens": args.default_estimate_tokens,
         "tick_ms": args.tick_ms,
-        "providers": {
-            "openai": {"auth_header": "authorization", "auth_value": f"Bearer {args.openai_api_key}"},
-        },
+        "providers": {p.spec.name: p.filter_credential() for p in enabled_providers(args)},
     }
 
 
@@ -259,13 +384,53 @@ def access_log() -> list[dict]:
     ]
 
 
+def enabled_providers(args: argparse.Namespace) -> list[Enabled]:
+    """The providers this gateway serves, in PROVIDERS order."""
+    result = []
+    for spec in PROVIDERS:
+        key = getattr(args, f"{spec.name}_api_key", None)
+        base = getattr(args, f"{spec.name}_base_url")
+        flag = f"--{spec.name}-base-url / {spec.base_env}"
+        if spec.name == "bedrock":
+            on = bool(base or (args.aws_access_key_id and args.aws_secret_access_key))
+            base = base or f"https://bedrock-runtime.{args.aws_region}.amazonaws.com"
+        elif spec.keyless:
+            on = bool(base)
+            if key and not base:
+                raise RenderError(f"{spec.key_env} is set but {spec.base_env} is not: {spec.title} needs its endpoint")
+        else:
+            on = bool(key)
+            if on and not base:
+                if spec.default_base is None:
+                    raise RenderError(f"{spec.key_env} is set but {spec.base_env} is not: {spec.title} needs its endpoint")
+                base = spec.default_base
+        if spec.name == "openai" and args.no_filter:
+            on = True  # the benchmark baseline always has the OpenAI route
+            base = base or spec.default_base
+        if on:
+            result.append(Enabled(spec, Upstream(base, flag, strip_v1=spec.name == "openai"), key))
+    return result
+
+
 def bootstrap(args: argparse.Namespace) -> dict:
     with_filter = not args.no_filter
-    openai = Upstream(args.openai_base_url, "--openai-base-url / OPENAI_BASE_URL")
     cp_host, cp_port = split_host_port(args.control_plane, "--control-plane / ALFRED_CONTROL_PLANE_ADDR")
+    providers = enabled_providers(args)
+    if not providers:
+        raise RenderError(
+            "no provider is configured: set at least one of "
+            + ", ".join(p.base_env if p.keyless else p.key_env for p in PROVIDERS if p.name != "bedrock")
+            + ", BEDROCK_ENDPOINT or AWS_ACCESS_KEY_ID+AWS_SECRET_ACCESS_KEY"
+        )
 
-    routes = control_plane_routes(with_filter) + provider_routes("openai", openai) + [not_found_route(with_filter)]
-    http_filters = ([wasm_filter(args)] if with_filter else []) + [
+    routes = control_plane_routes(with_filter)
+    for provider in providers:
+        sign = provider.spec.name == "bedrock" and with_filter
+        routes += provider_routes(provider, with_filter, aws_signing_config(args, provider) if sign else None)
+    routes.append(not_found_route(with_filter))
+    bedrock = next((p for p in providers if p.spec.name == "bedrock"), None)
+    signing = [aws_signing_filter(args, bedrock)] if bedrock and with_filter else []
+    http_filters = ([wasm_filter(args)] if with_filter else []) + signing + [
         {
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
@@ -294,6 +459,7 @@ def bootstrap(args: argparse.Namespace) -> dict:
                 {
                     "name": "alfred_front_door",
                     "address": socket_address(args.listen_address, args.listen_port),
+                    "per_connection_buffer_limit_bytes": CONNECTION_BUFFER_LIMIT,
                     "filter_chains": [
                         {
                             "filters": [
@@ -305,14 +471,19 @@ def bootstrap(args: argparse.Namespace) -> dict:
             ],
             "clusters": [
                 cluster(CONTROL_PLANE_CLUSTER, cp_host, cp_port, dns_type="STRICT_DNS", connect_timeout="2s"),
+            ]
+            + [
                 cluster(
-                    "provider_openai",
-                    openai.host,
-                    openai.port,
-                    dns_type="LOGICAL_DNS",
-                    tls_sni=openai.host if openai.tls else None,
-                    ca_file=args.ca_file if openai.tls else None,
-                ),
+                    p.cluster,
+                    p.upstream.host,
+                    p.upstream.port,
+                    # In-mesh model servers are services with several replicas to balance
+                    # over; public APIs sit behind CDNs.
+                    dns_type="STRICT_DNS" if p.spec.keyless and p.spec.name != "bedrock" else "LOGICAL_DNS",
+                    tls_sni=p.upstream.host if p.upstream.tls else None,
+                    ca_file=args.ca_file if p.upstream.tls else None,
+                )
+                for p in providers
             ],
         },
     }
@@ -394,10 +565,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="control plane HOST:PORT [ALFRED_CONTROL_PLANE_ADDR, 127.0.0.1:8081]")
     p.add_argument("--wasm", default=env("ALFRED_FILTER_WASM", DEFAULT_WASM),
                    help=f"compiled filter [ALFRED_FILTER_WASM, {DEFAULT_WASM}]")
-    p.add_argument("--openai-base-url", default=env("OPENAI_BASE_URL", "https://api.openai.com"),
-                   help="OpenAI-compatible provider base URL [OPENAI_BASE_URL, https://api.openai.com]")
-    p.add_argument("--openai-api-key", default=env("OPENAI_API_KEY"),
-                   help="provider credential [OPENAI_API_KEY] (prefer the variable: flags show in ps)")
+    for spec in PROVIDERS:
+        default = f", {spec.default_base}" if spec.default_base else ""
+        p.add_argument(f"--{spec.name}-base-url", default=env(spec.base_env),
+                       help=f"{spec.title} base URL [{spec.base_env}{default}]")
+        if spec.key_env:
+            p.add_argument(f"--{spec.name}-api-key", default=env(spec.key_env),
+                           help=f"{spec.title} credential [{spec.key_env}] (prefer the variable: flags show in ps)")
+    p.add_argument("--aws-region", default=env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1")),
+                   help="Bedrock region for SigV4 [AWS_REGION, us-east-1]")
+    p.add_argument("--aws-access-key-id", default=env("AWS_ACCESS_KEY_ID"),
+                   help="Bedrock signing key id [AWS_ACCESS_KEY_ID]; unset: Envoy's default AWS credential chain")
+    p.add_argument("--aws-secret-access-key", default=env("AWS_SECRET_ACCESS_KEY"),
+                   help="[AWS_SECRET_ACCESS_KEY]")
+    p.add_argument("--aws-session-token", default=env("AWS_SESSION_TOKEN"), help="[AWS_SESSION_TOKEN]")
     p.add_argument("--filter-token", default=env("ALFRED_FILTER_TOKEN"),
                    help="filter ↔ control-plane credential [ALFRED_FILTER_TOKEN]")
     p.add_argument("--proxy-id", default=env("ALFRED_PROXY_ID", "envoy-1"), help="[ALFRED_PROXY_ID, envoy-1]")
@@ -420,8 +601,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="render the same Envoy without the Alfred filter (benchmark baseline)")
     args = p.parse_args(argv)
     if not args.no_filter:
-        if not args.openai_api_key:
-            p.error("the provider credential is missing: set OPENAI_API_KEY (or --openai-api-key)")
         if not args.filter_token:
             p.error("the filter token is missing: set ALFRED_FILTER_TOKEN (or --filter-token)")
     for name in ("listen_port", "admin_port"):
@@ -435,18 +614,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 EXAMPLE_HEADER = (
     "# Example rendered by `python3 envoy/render.py --example -o envoy/alfred.example.yaml`:\n"
-    "# defaults and placeholder secrets. Render your own (it embeds OPENAI_API_KEY and\n"
-    "# ALFRED_FILTER_TOKEN and is written mode 0600); scripts/validate-envoy.sh checks this\n"
-    "# file is current.\n"
+    "# defaults, every provider enabled, placeholder secrets. Render your own (it embeds the\n"
+    "# provider credentials and ALFRED_FILTER_TOKEN and is written mode 0600);\n"
+    "# scripts/validate-envoy.sh checks this file is current.\n"
 )
 EXAMPLE_SECRETS = {
     "OPENAI_API_KEY": "sk-REPLACE-WITH-YOUR-OPENAI-KEY",
+    "AZURE_OPENAI_API_KEY": "REPLACE-WITH-YOUR-AZURE-OPENAI-KEY",
+    "AZURE_OPENAI_ENDPOINT": "https://YOUR-RESOURCE.openai.azure.com",
+    "ANTHROPIC_API_KEY": "sk-ant-REPLACE-WITH-YOUR-ANTHROPIC-KEY",
+    "GEMINI_API_KEY": "REPLACE-WITH-YOUR-GEMINI-KEY",
+    "AWS_ACCESS_KEY_ID": "AKIAREPLACEWITHYOURKEY",
+    "AWS_SECRET_ACCESS_KEY": "REPLACE-WITH-YOUR-AWS-SECRET-ACCESS-KEY",
+    "OLLAMA_BASE_URL": "http://ollama.models.svc.cluster.local:11434",
+    "VLLM_BASE_URL": "http://vllm.models.svc.cluster.local:8000",
     "ALFRED_FILTER_TOKEN": "REPLACE-WITH-ALFRED_FILTER_TOKEN-at-least-32-chars",
 }
 # Variables render.py reads; --example ignores them so the example never depends on them.
 ENV_INPUTS = [
     "ALFRED_LISTEN_ADDRESS", "ALFRED_LISTEN_PORT", "ENVOY_ADMIN_ADDRESS", "ENVOY_ADMIN_PORT",
-    "ALFRED_CONTROL_PLANE_ADDR", "ALFRED_FILTER_WASM", "OPENAI_BASE_URL", "OPENAI_API_KEY",
+    "ALFRED_CONTROL_PLANE_ADDR", "ALFRED_FILTER_WASM",
+    *(p.base_env for p in PROVIDERS), *(p.key_env for p in PROVIDERS if p.key_env),
+    "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
     "ALFRED_FILTER_TOKEN", "ALFRED_PROXY_ID", "ALFRED_LEASE_REQUEST_TOKENS",
     "ALFRED_DEFAULT_ESTIMATE_TOKENS", "ALFRED_TICK_MS", "ALFRED_CONTROL_PLANE_TIMEOUT_MS",
     "ALFRED_UPSTREAM_CA_FILE",

@@ -2,7 +2,7 @@
 # `make run`: builds Alfred and runs the whole gateway on this machine.
 #
 #   control plane   target/release/alfred serve      127.0.0.1:8081  (DATABASE_URL, default sqlite://./alfred.db)
-#   local provider  alfred-local-provider            127.0.0.1:8090  (only when OPENAI_API_KEY is unset)
+#   local provider  alfred-local-provider            127.0.0.1:8090  (only when no provider variable is set)
 #   Envoy + filter  front door                       :8000           (http://localhost:8000/v1)
 #
 # Ctrl-C stops everything; so does any of the three exiting. Logs: .alfred/logs/.
@@ -88,23 +88,41 @@ failed_start() { # failed_start NAME LOGFILE
 start "control plane" "$LOGS/control-plane.log" "$ALFRED_ROOT/target/release/alfred" serve
 wait_http "http://$ALFRED_BIND/readyz" 60 "${pids[-1]}" || failed_start "control plane" "$LOGS/control-plane.log"
 
-# --- provider: the real one when OPENAI_API_KEY is set, else the local stand-in
-if [[ -z "${OPENAI_API_KEY:-}" ]]; then
+# --- providers: the real ones whose credentials (or base URLs) are set; when none is,
+# the local stand-in serves every provider route (OpenAI, Azure, Anthropic, Gemini,
+# Bedrock, Ollama, vLLM) with deterministic replies.
+provider_vars=(OPENAI_API_KEY AZURE_OPENAI_API_KEY ANTHROPIC_API_KEY GEMINI_API_KEY BEDROCK_ENDPOINT
+    AWS_ACCESS_KEY_ID OLLAMA_BASE_URL VLLM_BASE_URL)
+any_provider=0
+for var in "${provider_vars[@]}"; do
+    [[ -n "${!var:-}" ]] && any_provider=1
+done
+if ((any_provider == 0)); then
     if [[ ! -s "$STATE/local-provider-key" ]]; then
         (umask 077 && printf 'sk-local-%s\n' "$(random_hex 16)" > "$STATE/local-provider-key")
     fi
-    OPENAI_API_KEY="$(cat "$STATE/local-provider-key")"
-    OPENAI_BASE_URL="http://$PROVIDER_BIND"
-    export LOCAL_PROVIDER_EXPECT_KEY="$OPENAI_API_KEY"
+    local_key="$(cat "$STATE/local-provider-key")"
+    local_url="http://$PROVIDER_BIND"
+    export OPENAI_API_KEY="$local_key" OPENAI_BASE_URL="$local_url"
+    export AZURE_OPENAI_API_KEY="$local_key" AZURE_OPENAI_ENDPOINT="$local_url"
+    export ANTHROPIC_API_KEY="$local_key" ANTHROPIC_BASE_URL="$local_url"
+    export GEMINI_API_KEY="$local_key" GEMINI_BASE_URL="$local_url"
+    # Envoy signs Bedrock requests with SigV4; the local provider checks the signature's
+    # shape, so placeholder AWS credentials do.
+    export BEDROCK_ENDPOINT="$local_url" AWS_ACCESS_KEY_ID=AKIDALFREDLOCAL
+    export AWS_SECRET_ACCESS_KEY=alfred-local-provider AWS_REGION="${AWS_REGION:-us-east-1}"
+    export OLLAMA_BASE_URL="$local_url/ollama"
+    export VLLM_BASE_URL="$local_url/vllm" VLLM_API_KEY="$local_key"
+    export LOCAL_PROVIDER_EXPECT_KEY="$local_key"
     start "local provider" "$LOGS/local-provider.log" \
-        "$ALFRED_ROOT/target/release/alfred-local-provider" --bind "$PROVIDER_BIND"
+        "$ALFRED_ROOT/target/release/alfred-local-provider" --bind "$PROVIDER_BIND" --expect-sigv4
     wait_http "http://$PROVIDER_BIND/_health" 30 "${pids[-1]}" || failed_start "local provider" "$LOGS/local-provider.log"
-    provider_note="the local provider at $OPENAI_BASE_URL (OPENAI_API_KEY unset; deterministic replies)"
+    provider_note="the local provider at $local_url for every provider (no provider variable set; deterministic replies)"
 else
-    provider_note="${OPENAI_BASE_URL:-https://api.openai.com}"
+    enabled=()
+    for var in "${provider_vars[@]}"; do [[ -n "${!var:-}" ]] && enabled+=("$var"); done
+    provider_note="the providers configured by ${enabled[*]}"
 fi
-export OPENAI_API_KEY
-[[ -n "${OPENAI_BASE_URL:-}" ]] && export OPENAI_BASE_URL
 
 # --- Envoy with the filter
 python3 envoy/render.py -o "$STATE/envoy.yaml" --wasm "$WASM" \
@@ -135,6 +153,11 @@ from openai import OpenAI
 client = OpenAI(api_key="tp-USER-KEY", base_url="http://localhost:$LISTEN_PORT/v1")
 response = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello!"}])
 print(response.choices[0].message.content, response.usage.total_tokens)
+
+   Other SDKs, same key: anthropic.Anthropic(base_url="http://localhost:$LISTEN_PORT"),
+   genai.Client(http_options={"base_url": "http://localhost:$LISTEN_PORT"}), boto3 bedrock-runtime
+   endpoint_url="http://localhost:$LISTEN_PORT", ollama.Client(host="http://localhost:$LISTEN_PORT"),
+   OpenAI(base_url=".../vllm/v1" or ".../ollama/v1"), AzureOpenAI(azure_endpoint=...). See README.md.
 
 4. Check the quota:
      curl http://localhost:$LISTEN_PORT/v1/users/me/quota -H "Authorization: Bearer tp-USER-KEY"

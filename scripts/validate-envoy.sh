@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks every Envoy configuration of the repository with `envoy --mode validate`:
 #   - envoy/render.py output for the main variants (https provider, in-mesh http
-#     provider with a path prefix, no filter), rendered with dummy secrets;
+#     provider with a path prefix, no filter, every provider enabled), rendered with
+#     dummy secrets;
 #   - every committed config (envoy/*.yaml and deploy/**/envoy*.yaml).
 # Validate mode instantiates the Wasm plugin, so it needs a real Proxy-Wasm module:
 # the built filter when present, else envoy/stub_wasm.py's stub (said loudly).
@@ -52,6 +53,17 @@ render default
 render local-http --openai-base-url http://127.0.0.1:8090 --listen-address 127.0.0.1 --control-plane localhost:8081
 render prefixed --openai-base-url https://llm.example.internal:8443/openai/v1
 render baseline --no-filter
+# Every provider at once, in-mesh over http (one local provider can stand in for all).
+all_provider_vars=(AZURE_OPENAI_API_KEY ANTHROPIC_API_KEY GEMINI_API_KEY AWS_ACCESS_KEY_ID
+    AWS_SECRET_ACCESS_KEY AWS_REGION VLLM_API_KEY)
+export AZURE_OPENAI_API_KEY=az-dummy ANTHROPIC_API_KEY=sk-ant-dummy GEMINI_API_KEY=g-dummy
+export AWS_ACCESS_KEY_ID=AKIDDUMMY AWS_SECRET_ACCESS_KEY=dummy-secret AWS_REGION=eu-west-1
+export VLLM_API_KEY=vllm-dummy
+base=http://127.0.0.1:8090
+render all-providers --openai-base-url "$base" --azure-base-url "$base" --anthropic-base-url "$base" \
+    --gemini-base-url "$base" --bedrock-base-url "$base" --ollama-base-url "$base/ollama" \
+    --vllm-base-url "$base/vllm"
+unset "${all_provider_vars[@]}"
 
 # The committed example must be what the renderer produces today.
 python3 envoy/render.py --example -o "$tmp/example.yaml"

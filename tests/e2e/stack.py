@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -32,6 +33,8 @@ ALFRED_BIN = Path(os.environ.get("ALFRED_BIN", ROOT / "target/release/alfred")).
 PROVIDER_BIN = Path(os.environ.get("ALFRED_LOCAL_PROVIDER_BIN", ROOT / "target/release/alfred-local-provider")).resolve()
 FILTER_WASM = Path(os.environ.get("ALFRED_FILTER_WASM", ROOT / "target/wasm32-wasip1/release/alfred_filter.wasm")).resolve()
 RENDER = ROOT / "envoy/render.py"
+# Provider settings of the caller's environment must not leak into rendered test configs.
+PROVIDER_ENV_PREFIXES = ("OPENAI_", "AZURE_OPENAI_", "ANTHROPIC_", "GEMINI_", "BEDROCK_", "AWS_", "OLLAMA_", "VLLM_")
 
 
 def envoy_bin() -> str:
@@ -187,7 +190,7 @@ class Stack:
             provider_env = dict(os.environ, LOCAL_PROVIDER_EXPECT_KEY=self.provider_key, RUST_LOG="info")
             provider = self._spawn(
                 "local-provider",
-                [str(PROVIDER_BIN), "--bind", f"127.0.0.1:{self.provider_port}"],
+                [str(PROVIDER_BIN), "--bind", f"127.0.0.1:{self.provider_port}", "--expect-sigv4"],
                 provider_env,
             )
             self.render_envoy_config()
@@ -210,12 +213,44 @@ class Stack:
             raise
         return self
 
-    def render_envoy_config(self) -> None:
-        env = dict(
-            os.environ,
+    # Fake AWS credentials for Envoy's SigV4 signing of Bedrock requests (the local
+    # provider checks the signature's shape, not its value).
+    AWS_TEST_CREDENTIALS = {
+        "AWS_ACCESS_KEY_ID": "AKIDALFREDLOCALTEST",
+        "AWS_SECRET_ACCESS_KEY": "alfred-local-test-secret",
+        "AWS_REGION": "us-east-1",
+    }
+
+    def provider_render_env(self) -> dict[str, str]:
+        """Every provider's credential for render.py: the local provider's key (SigV4
+        test credentials for Bedrock)."""
+        env = {name: value for name, value in os.environ.items() if not name.startswith(PROVIDER_ENV_PREFIXES)}
+        env.update(
             OPENAI_API_KEY=self.provider_key,
-            ALFRED_FILTER_TOKEN=self.filter_token,
+            AZURE_OPENAI_API_KEY=self.provider_key,
+            ANTHROPIC_API_KEY=self.provider_key,
+            GEMINI_API_KEY=self.provider_key,
+            VLLM_API_KEY=self.provider_key,
+            **self.AWS_TEST_CREDENTIALS,
         )
+        return env
+
+    def provider_render_args(self) -> list[str]:
+        """render.py flags pointing every provider at the one local provider (Ollama and
+        vLLM at its `/ollama` and `/vllm` mounts)."""
+        base = self.provider_url
+        return [
+            "--openai-base-url", base,
+            "--azure-base-url", base,
+            "--anthropic-base-url", base,
+            "--gemini-base-url", base,
+            "--bedrock-base-url", base,
+            "--ollama-base-url", f"{base}/ollama",
+            "--vllm-base-url", f"{base}/vllm",
+        ]
+
+    def render_envoy_config(self) -> None:
+        env = dict(self.provider_render_env(), ALFRED_FILTER_TOKEN=self.filter_token)
         subprocess.run(
             [
                 sys.executable, str(RENDER),
@@ -225,8 +260,8 @@ class Stack:
                 "--listen-port", str(self.envoy_port),
                 "--admin-port", str(self.admin_port),
                 "--control-plane", f"127.0.0.1:{self.cp_port}",
-                "--openai-base-url", self.provider_url,
                 "--proxy-id", f"e2e-{self.backend}",
+                *self.provider_render_args(),
             ],
             env=env,
             check=True,
@@ -273,6 +308,24 @@ class Stack:
         response = requests.get(f"{self.provider_url}/_stats", timeout=5)
         response.raise_for_status()
         return response.json()
+
+    def usage_records(self, user_id: int) -> list[dict] | None:
+        """The user's usage records, oldest first, read from the SQLite database
+        (read-only); None on PostgreSQL (the tests then check the quota totals only)."""
+        if self.backend != "sqlite":
+            return None
+        path = self.workdir / self.database_url.removeprefix("sqlite://")
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        connection.row_factory = sqlite3.Row
+        try:
+            rows = connection.execute(
+                "SELECT request_id, provider, model, input_tokens, output_tokens, total_tokens, "
+                "status, estimated FROM usage_records WHERE user_id = ? ORDER BY id",
+                (user_id,),
+            ).fetchall()
+        finally:
+            connection.close()
+        return [dict(row, estimated=bool(row["estimated"])) for row in rows]
 
     def envoy_counter(self, name: str) -> int:
         response = requests.get(

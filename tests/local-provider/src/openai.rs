@@ -8,14 +8,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::behaviour::Behaviour;
-use crate::dialect::{Dialect, Refusal, Rendered, ReportedUsage, ResponseMeta};
-use crate::guard;
+use crate::dialect::{Auth, Call, Dialect, Refusal, Rendered, ResponseMeta};
 use crate::sse;
 use crate::usage::{prompt_tokens, Reply, Usage};
 
 pub const SYSTEM_FINGERPRINT: &str = "fp_local";
-const JSON: &str = "application/json";
-const EVENT_STREAM: &str = "text/event-stream";
+pub(crate) const EVENT_STREAM: &str = "text/event-stream";
 
 /// What the provider needs from a chat request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,43 +28,24 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// Parses and validates a request body the way the real API would refuse it.
     pub fn parse(body: &[u8]) -> Result<ChatRequest, String> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|err| format!("We could not parse the JSON body of your request: {err}"))?;
-        let model = value
-            .get("model")
-            .and_then(Value::as_str)
-            .filter(|model| !model.is_empty())
-            .ok_or("you must provide a model parameter")?
-            .to_owned();
+        ChatRequest::parse_with_default_model(body, None)
+    }
+
+    /// As [`ChatRequest::parse`]; `default_model` stands in for a missing `model` (Azure
+    /// names the model by deployment in the path).
+    pub fn parse_with_default_model(
+        body: &[u8],
+        default_model: Option<&str>,
+    ) -> Result<ChatRequest, String> {
+        let value = parse_json(body)?;
+        let model = model_of(&value, default_model)?;
         let messages = value
             .get("messages")
             .and_then(Value::as_array)
             .filter(|messages| !messages.is_empty())
             .ok_or("'messages' must be a non-empty array")?;
-        let limit = |name: &str| -> Result<Option<u64>, String> {
-            match value.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v
-                    .as_u64()
-                    .map(Some)
-                    .ok_or_else(|| format!("'{name}' must be a non-negative integer")),
-            }
-        };
-        let max_tokens = limit("max_completion_tokens")?.or(limit("max_tokens")?);
-        let stream = value
-            .get("stream")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let include_usage = value
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        if !stream && value.get("stream_options").is_some_and(|v| !v.is_null()) {
-            return Err(
-                "The 'stream_options' parameter is only allowed when 'stream' is enabled."
-                    .to_owned(),
-            );
-        }
+        let max_tokens = limit(&value, "max_completion_tokens")?.or(limit(&value, "max_tokens")?);
+        let (stream, include_usage) = stream_flags(&value)?;
         Ok(ChatRequest {
             model,
             prompt_tokens: prompt_tokens(messages),
@@ -75,6 +54,52 @@ impl ChatRequest {
             include_usage,
         })
     }
+}
+
+/// The body as JSON, refused like OpenAI when it is not.
+pub fn parse_json(body: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(body)
+        .map_err(|err| format!("We could not parse the JSON body of your request: {err}"))
+}
+
+/// The request's `model`, else `default_model`.
+pub fn model_of(value: &Value, default_model: Option<&str>) -> Result<String, String> {
+    value
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|model| !model.is_empty())
+        .or(default_model)
+        .map(str::to_owned)
+        .ok_or_else(|| "you must provide a model parameter".to_owned())
+}
+
+/// An optional non-negative integer field.
+pub fn limit(value: &Value, name: &str) -> Result<Option<u64>, String> {
+    match value.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("'{name}' must be a non-negative integer")),
+    }
+}
+
+/// `stream` and `stream_options.include_usage`, refusing stream options without a stream.
+pub fn stream_flags(value: &Value) -> Result<(bool, bool), String> {
+    let stream = value
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let include_usage = value
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if !stream && value.get("stream_options").is_some_and(|v| !v.is_null()) {
+        return Err(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.".to_owned(),
+        );
+    }
+    Ok((stream, include_usage))
 }
 
 // ---- wire types (field order = OpenAI's) ----
@@ -94,7 +119,7 @@ struct CompletionTokensDetails {
 }
 
 #[derive(Serialize)]
-struct WireUsage {
+pub(crate) struct WireUsage {
     prompt_tokens: u64,
     completion_tokens: u64,
     total_tokens: u64,
@@ -194,7 +219,7 @@ struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-fn to_json<T: Serialize>(value: &T) -> String {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
     // Serialising these plain structs cannot fail; an empty object keeps the
     // provider answering rather than panicking if it ever did.
     serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
@@ -213,20 +238,93 @@ pub fn error_json(message: &str, kind: &str, code: Option<&str>) -> String {
 }
 
 fn json_rendered(status: u16, body: String) -> Rendered {
-    Rendered {
-        status,
-        content_type: JSON,
-        frames: vec![Bytes::from(body)],
-        reported: None,
-        spent: None,
+    Rendered::json(status, body)
+}
+
+/// Which OpenAI-style operation a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Chat,
+    Completions,
+    Embeddings,
+    Responses,
+}
+
+impl Operation {
+    /// The operation of a path ending in `/chat/completions`, `/completions`, …
+    pub fn from_path(path: &str) -> Option<Operation> {
+        if path.ends_with("/chat/completions") {
+            Some(Operation::Chat)
+        } else if path.ends_with("/completions") {
+            Some(Operation::Completions)
+        } else if path.ends_with("/embeddings") {
+            Some(Operation::Embeddings)
+        } else if path.ends_with("/responses") {
+            Some(Operation::Responses)
+        } else {
+            None
+        }
     }
 }
 
-/// The OpenAI chat-completions dialect.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct OpenAiChat;
+/// The OpenAI API family: the same wire format served by OpenAI itself (`/v1/…`),
+/// vLLM/TGI and Ollama's OpenAI-compatible endpoint (mounted here under `/vllm/v1/…`
+/// and `/ollama/v1/…` so one local provider can stand in for all of them), and Azure
+/// OpenAI (`/openai/deployments/{deployment}/…?api-version=…`, `api-key` header).
+#[derive(Debug, Clone, Copy)]
+pub struct OpenAi {
+    name: &'static str,
+    paths: &'static [&'static str],
+    auth: Auth,
+    azure: bool,
+}
 
-impl OpenAiChat {
+impl OpenAi {
+    pub const OPENAI: OpenAi = OpenAi {
+        name: "openai",
+        paths: &[
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/embeddings",
+            "/v1/responses",
+        ],
+        auth: Auth::Bearer,
+        azure: false,
+    };
+    pub const VLLM: OpenAi = OpenAi {
+        name: "vllm",
+        paths: &[
+            "/vllm/v1/chat/completions",
+            "/vllm/v1/completions",
+            "/vllm/v1/embeddings",
+            "/vllm/v1/responses",
+        ],
+        auth: Auth::Bearer,
+        azure: false,
+    };
+    pub const OLLAMA: OpenAi = OpenAi {
+        name: "ollama",
+        paths: &[
+            "/ollama/v1/chat/completions",
+            "/ollama/v1/completions",
+            "/ollama/v1/embeddings",
+            "/ollama/v1/responses",
+        ],
+        auth: Auth::None,
+        azure: false,
+    };
+    pub const AZURE: OpenAi = OpenAi {
+        name: "azure",
+        paths: &[
+            "/openai/deployments/{deployment}/chat/completions",
+            "/openai/deployments/{deployment}/completions",
+            "/openai/deployments/{deployment}/embeddings",
+            "/openai/deployments/{deployment}/responses",
+        ],
+        auth: Auth::Header("api-key"),
+        azure: true,
+    };
+
     fn finish_reason(reply: &Reply) -> &'static str {
         if reply.truncated {
             "length"
@@ -260,14 +358,7 @@ impl OpenAiChat {
             usage: usage.into(),
             system_fingerprint: SYSTEM_FINGERPRINT,
         });
-        let complete_at = body.len();
-        Rendered {
-            status: 200,
-            content_type: JSON,
-            frames: vec![Bytes::from(body)],
-            reported: Some(ReportedUsage { usage, complete_at }),
-            spent: Some(usage),
-        }
+        Rendered::json_with_usage(body, usage)
     }
 
     fn stream(request: &ChatRequest, reply: &Reply, usage: Usage, meta: &ResponseMeta) -> Rendered {
@@ -309,7 +400,7 @@ impl OpenAiChat {
             Delta::default(),
             Some(Self::finish_reason(reply)),
         )));
-        let mut reported = None;
+        let mut reported_after = None;
         if request.include_usage {
             frames.push(sse::data_event(&to_json(&Chunk {
                 id: &meta.id,
@@ -320,41 +411,44 @@ impl OpenAiChat {
                 choices: vec![],
                 usage: Some(Some(usage.into())),
             })));
-            reported = Some(ReportedUsage {
-                usage,
-                complete_at: sse::total_len(&frames),
-            });
+            reported_after = Some(frames.len());
         }
         frames.push(Bytes::from_static(sse::DONE.as_bytes()));
-        Rendered {
-            status: 200,
-            content_type: EVENT_STREAM,
-            frames,
-            reported,
-            spent: Some(usage),
-        }
+        Rendered::stream(EVENT_STREAM, frames, usage, reported_after)
+    }
+
+    fn chat(
+        body: &[u8],
+        default_model: Option<&str>,
+        behaviour: &Behaviour,
+        meta: &ResponseMeta,
+    ) -> Result<Rendered, Refusal> {
+        let request = ChatRequest::parse_with_default_model(body, default_model)
+            .map_err(Refusal::BadRequest)?;
+        let reply = Reply::new(behaviour.reply_words, request.max_tokens);
+        let usage = Usage {
+            prompt_tokens: request.prompt_tokens,
+            completion_tokens: reply.completion_tokens(),
+        };
+        Ok(if request.stream {
+            Self::stream(&request, &reply, usage, meta)
+        } else {
+            Self::complete(&request, &reply, usage, meta)
+        })
     }
 }
 
-impl Dialect for OpenAiChat {
+impl Dialect for OpenAi {
     fn name(&self) -> &'static str {
-        "openai"
+        self.name
     }
 
-    fn path(&self) -> &'static str {
-        "/v1/chat/completions"
+    fn paths(&self) -> Vec<&'static str> {
+        self.paths.to_vec()
     }
 
-    fn auth_header(&self) -> &'static str {
-        "authorization"
-    }
-
-    fn credential_matches(&self, value: &str, expected: &str) -> bool {
-        value
-            .trim()
-            .split_once(' ')
-            .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            && guard::credential(value) == expected
+    fn auth(&self) -> Auth {
+        self.auth
     }
 
     fn refuse(&self, refusal: &Refusal) -> Rendered {
@@ -389,21 +483,34 @@ impl Dialect for OpenAiChat {
 
     fn render(
         &self,
-        body: &[u8],
+        call: &Call<'_>,
         behaviour: &Behaviour,
         meta: &ResponseMeta,
     ) -> Result<Rendered, Refusal> {
-        let request = ChatRequest::parse(body).map_err(Refusal::BadRequest)?;
-        let reply = Reply::new(behaviour.reply_words, request.max_tokens);
-        let usage = Usage {
-            prompt_tokens: request.prompt_tokens,
-            completion_tokens: reply.completion_tokens(),
-        };
-        Ok(if request.stream {
-            Self::stream(&request, &reply, usage, meta)
+        let deployment = if self.azure {
+            if call.query_param("api-version").is_none_or(str::is_empty) {
+                return Err(Refusal::BadRequest(
+                    "Missing API version: the api-version query parameter is required.".to_owned(),
+                ));
+            }
+            call.path
+                .strip_prefix("/openai/deployments/")
+                .and_then(|rest| rest.split('/').next())
         } else {
-            Self::complete(&request, &reply, usage, meta)
-        })
+            None
+        };
+        match Operation::from_path(call.path) {
+            Some(Operation::Chat) | None => Self::chat(call.body, deployment, behaviour, meta),
+            Some(Operation::Completions) => {
+                crate::openai_extra::completions(call.body, deployment, behaviour, meta)
+            }
+            Some(Operation::Embeddings) => {
+                crate::openai_extra::embeddings(call.body, deployment, meta)
+            }
+            Some(Operation::Responses) => {
+                crate::responses::render(call.body, deployment, behaviour, meta)
+            }
+        }
     }
 }
 
@@ -421,8 +528,14 @@ mod tests {
     }
 
     fn render(body: Value) -> Rendered {
-        OpenAiChat
-            .render(body.to_string().as_bytes(), &Behaviour::default(), &meta())
+        let body = body.to_string();
+        let call = Call {
+            path: "/v1/chat/completions",
+            query: "",
+            body: body.as_bytes(),
+        };
+        OpenAi::OPENAI
+            .render(&call, &Behaviour::default(), &meta())
             .unwrap()
     }
 
@@ -555,7 +668,14 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused_like_openai() {
-        let bad = |body: &str| OpenAiChat.render(body.as_bytes(), &Behaviour::default(), &meta());
+        let bad = |body: &str| {
+            let call = Call {
+                path: "/v1/chat/completions",
+                query: "",
+                body: body.as_bytes(),
+            };
+            OpenAi::OPENAI.render(&call, &Behaviour::default(), &meta())
+        };
         assert!(matches!(bad("not json"), Err(Refusal::BadRequest(_))));
         assert!(matches!(
             bad(r#"{"messages":[{"role":"user","content":"x"}]}"#),
@@ -579,13 +699,13 @@ mod tests {
 
     #[test]
     fn refusals_use_the_openai_error_shape() {
-        let rendered = OpenAiChat.refuse(&Refusal::InvalidCredential);
+        let rendered = OpenAi::OPENAI.refuse(&Refusal::InvalidCredential);
         assert_eq!(rendered.status, 401);
         let body: Value = serde_json::from_slice(&rendered.frames[0]).unwrap();
         assert_eq!(body["error"]["code"], "invalid_api_key");
         assert_eq!(body["error"]["type"], "invalid_request_error");
         assert_eq!(body["error"]["param"], Value::Null);
-        let injected = OpenAiChat.refuse(&Refusal::Injected(503));
+        let injected = OpenAi::OPENAI.refuse(&Refusal::Injected(503));
         assert_eq!(injected.status, 503);
         let body: Value = serde_json::from_slice(&injected.frames[0]).unwrap();
         assert_eq!(body["error"]["type"], "server_error");
@@ -593,9 +713,37 @@ mod tests {
 
     #[test]
     fn credential_must_be_a_bearer_token_equal_to_the_expected_one() {
-        assert!(OpenAiChat.credential_matches("Bearer sk-local", "sk-local"));
-        assert!(!OpenAiChat.credential_matches("sk-local", "sk-local"));
-        assert!(!OpenAiChat.credential_matches("Bearer sk-local2", "sk-local"));
-        assert!(!OpenAiChat.credential_matches("Bearer tp-abc", "sk-local"));
+        let auth = OpenAi::OPENAI.auth();
+        assert!(auth.matches("Bearer sk-local", "sk-local"));
+        assert!(!auth.matches("sk-local", "sk-local"));
+        assert!(!auth.matches("Bearer sk-local2", "sk-local"));
+        assert!(!auth.matches("Bearer tp-abc", "sk-local"));
+        assert_eq!(OpenAi::AZURE.auth(), Auth::Header("api-key"));
+    }
+
+    #[test]
+    fn azure_needs_an_api_version_and_names_the_model_by_deployment() {
+        let body = json!({"messages": [{"role": "user", "content": "Hello!"}]}).to_string();
+        let path = "/openai/deployments/my-gpt/chat/completions";
+        let call = Call {
+            path,
+            query: "",
+            body: body.as_bytes(),
+        };
+        assert!(matches!(
+            OpenAi::AZURE.render(&call, &Behaviour::default(), &meta()),
+            Err(Refusal::BadRequest(_))
+        ));
+        let call = Call {
+            path,
+            query: "api-version=2024-10-21",
+            body: body.as_bytes(),
+        };
+        let rendered = OpenAi::AZURE
+            .render(&call, &Behaviour::default(), &meta())
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&rendered.frames[0]).unwrap();
+        assert_eq!(doc["model"], "my-gpt");
+        assert_eq!(doc["usage"]["total_tokens"], 28);
     }
 }

@@ -14,10 +14,14 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use crate::anthropic::Anthropic;
+use crate::bedrock::Bedrock;
 use crate::behaviour::Behaviour;
-use crate::dialect::{Dialect, Refusal, Rendered, ResponseMeta};
+use crate::dialect::{Auth, Call, Dialect, Refusal, Rendered, ResponseMeta};
+use crate::gemini::Gemini;
 use crate::guard;
-use crate::openai::{self, OpenAiChat};
+use crate::ollama::Ollama;
+use crate::openai::{self, OpenAi};
 use crate::sse;
 use crate::stats::{AuthSeen, LastHeaders, Stats, AUTH_HEADERS};
 
@@ -29,7 +33,16 @@ const ABORT_FLUSH_PAUSE: Duration = Duration::from_millis(20);
 
 /// Every provider API this server speaks. Add new dialects here.
 pub fn dialects() -> Vec<Arc<dyn Dialect>> {
-    vec![Arc::new(OpenAiChat)]
+    vec![
+        Arc::new(OpenAi::OPENAI),
+        Arc::new(OpenAi::AZURE),
+        Arc::new(OpenAi::VLLM),
+        Arc::new(OpenAi::OLLAMA),
+        Arc::new(Anthropic),
+        Arc::new(Gemini),
+        Arc::new(Bedrock),
+        Arc::new(Ollama),
+    ]
 }
 
 /// Shared by all workers.
@@ -37,6 +50,8 @@ pub fn dialects() -> Vec<Arc<dyn Dialect>> {
 pub struct AppState {
     /// The provider credential requests must carry (`--expect-key`); `None` accepts any.
     pub expect_key: Option<String>,
+    /// Whether Bedrock requests must carry a SigV4 `Authorization` (`--expect-sigv4`).
+    pub expect_sigv4: bool,
     pub stats: Stats,
     next_id: AtomicU64,
 }
@@ -47,6 +62,12 @@ impl AppState {
             expect_key,
             ..AppState::default()
         }
+    }
+
+    /// Also require SigV4-signed Bedrock requests.
+    pub fn with_sigv4(mut self, expect_sigv4: bool) -> AppState {
+        self.expect_sigv4 = expect_sigv4;
+        self
     }
 
     fn response_meta(&self) -> ResponseMeta {
@@ -65,16 +86,18 @@ impl AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES));
     for dialect in dialects() {
-        let path = dialect.path();
-        cfg.route(
-            path,
-            web::post().to(
-                move |req: HttpRequest, body: web::Bytes, state: web::Data<AppState>| {
-                    let dialect = Arc::clone(&dialect);
-                    async move { handle(dialect.as_ref(), &req, &body, &state).await }
-                },
-            ),
-        );
+        for path in dialect.paths() {
+            let dialect = Arc::clone(&dialect);
+            cfg.route(
+                path,
+                web::post().to(
+                    move |req: HttpRequest, body: web::Bytes, state: web::Data<AppState>| {
+                        let dialect = Arc::clone(&dialect);
+                        async move { handle(dialect.as_ref(), &req, &body, &state).await }
+                    },
+                ),
+            );
+        }
     }
     cfg.route("/_stats", web::get().to(stats))
         .route("/_reset", web::post().to(reset))
@@ -110,7 +133,7 @@ fn describe_headers(
             let seen = AuthSeen {
                 starts_with_tp: guard::credential(&value).starts_with(guard::CLIENT_KEY_PREFIX),
                 matches_expected: expect_key.map(|key| {
-                    name == dialect.auth_header() && dialect.credential_matches(&value, key)
+                    dialect.auth().header() == Some(name) && dialect.auth().matches(&value, key)
                 }),
             };
             (name.to_owned(), seen)
@@ -119,12 +142,39 @@ fn describe_headers(
     LastHeaders { names, auth }
 }
 
-fn credential_ok(headers: &HeaderMap, dialect: &dyn Dialect, expect_key: Option<&str>) -> bool {
-    match expect_key {
-        None => true,
-        Some(key) => headers
-            .get(dialect.auth_header())
-            .is_some_and(|value| dialect.credential_matches(&header_text(value), key)),
+fn credential_ok(
+    headers: &HeaderMap,
+    query: &str,
+    dialect: &dyn Dialect,
+    state: &AppState,
+) -> bool {
+    let auth = dialect.auth();
+    match (auth, state.expect_key.as_deref()) {
+        (Auth::SigV4, _) => {
+            !state.expect_sigv4
+                || headers
+                    .get("authorization")
+                    .is_some_and(|value| auth.matches(&header_text(value), ""))
+        }
+        // Keyless: when keys are checked at all, no credential may arrive.
+        (Auth::None, Some(_)) => AUTH_HEADERS.iter().all(|name| headers.get(*name).is_none()),
+        (_, None) => true,
+        (Auth::Bearer | Auth::Header(_), Some(key)) => {
+            let in_header = auth
+                .header()
+                .and_then(|name| headers.get(name))
+                .is_some_and(|value| auth.matches(&header_text(value), key));
+            // Google also takes the key as `?key=`.
+            let in_query = auth == Auth::Header("x-goog-api-key")
+                && Call {
+                    path: "",
+                    query,
+                    body: b"",
+                }
+                .query_param("key")
+                    == Some(key);
+            in_header || in_query
+        }
     }
 }
 
@@ -136,12 +186,19 @@ async fn handle(
 ) -> HttpResponse {
     let headers = req.headers();
     let expect_key = state.expect_key.as_deref();
-    let leaked = leaks_client_key(headers);
+    let leaked = leaks_client_key(headers) || guard::contains_client_key(req.query_string());
     let behaviour = Behaviour::from_headers(headers);
+    let call = Call {
+        path: req.path(),
+        query: req.query_string(),
+        body,
+    };
     let outcome = if leaked {
         Err(Refusal::LeakedClientKey)
-    } else if !credential_ok(headers, dialect, expect_key) {
+    } else if !credential_ok(headers, call.query, dialect, state) {
         Err(Refusal::InvalidCredential)
+    } else if let Err(message) = dialect.check_headers(headers) {
+        Err(Refusal::BadRequest(message))
     } else {
         match &behaviour {
             Err(message) => Err(Refusal::BadRequest(message.clone())),
@@ -149,7 +206,7 @@ async fn handle(
                 fail_status: Some(status),
                 ..
             }) => Err(Refusal::Injected(*status)),
-            Ok(behaviour) => dialect.render(body, behaviour, &state.response_meta()),
+            Ok(behaviour) => dialect.render(&call, behaviour, &state.response_meta()),
         }
     };
     let refusal = outcome.as_ref().err().cloned();
@@ -223,7 +280,10 @@ fn respond(rendered: &Rendered, behaviour: &Behaviour, plan: WritePlan) -> HttpR
     let status = StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut builder = HttpResponse::build(status);
     builder.content_type(rendered.content_type);
-    let is_stream = rendered.content_type.starts_with("text/event-stream");
+    for (name, value) in &rendered.headers {
+        builder.insert_header((*name, value.as_str()));
+    }
+    let is_stream = rendered.stream;
     if !is_stream && !behaviour.needs_streaming_writes() {
         return builder.body(plan.writes.concat());
     }

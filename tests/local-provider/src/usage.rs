@@ -42,17 +42,28 @@ pub fn count_words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
-/// Text of one message's `content`: a string, or the `text` fields of an array of parts.
-fn message_words(message: &Value) -> u64 {
-    match message.get("content") {
-        Some(Value::String(text)) => count_words(text),
-        Some(Value::Array(parts)) => parts
+/// Words of a text value: a string, or the `text` fields of an array of parts (a part
+/// may also be a plain string). Anything else has no words.
+pub fn text_words(value: &Value) -> u64 {
+    match value {
+        Value::String(text) => count_words(text),
+        Value::Array(parts) => parts
             .iter()
-            .filter_map(|part| part.get("text").and_then(Value::as_str))
-            .map(count_words)
+            .map(|part| match part {
+                Value::String(text) => count_words(text),
+                _ => part
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .map_or(0, count_words),
+            })
             .sum(),
         _ => 0,
     }
+}
+
+/// Text of one message's `content`: a string, or the `text` fields of an array of parts.
+fn message_words(message: &Value) -> u64 {
+    message.get("content").map_or(0, text_words)
 }
 
 /// `P` for a list of chat messages (see the module docs).

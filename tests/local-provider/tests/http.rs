@@ -184,3 +184,220 @@ async fn unknown_routes_are_openai_404s() {
     let body: Value = test::read_body_json(resp).await;
     assert_eq!(body["error"]["type"], "invalid_request_error");
 }
+
+/// Each provider API checks its own credential header and answers in its own shape.
+#[actix_web::test]
+async fn every_dialect_checks_its_own_credential() {
+    let state = web::Data::new(AppState::new(Some(KEY.to_owned())).with_sigv4(true));
+    let app = service!(state);
+    let gemini = json!({"contents": [{"role": "user", "parts": [{"text": "Hello!"}]}]});
+    let anthropic = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "Hello!"}]});
+    let chat = body();
+    let bedrock = json!({"messages": [{"role": "user", "content": [{"text": "Hello!"}]}]});
+    let sigv4 = "AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    // (path, body, good header, expected status without it)
+    let cases: Vec<(&str, &Value, (&str, String), u16)> = vec![
+        (
+            "/v1/messages",
+            &anthropic,
+            ("x-api-key", KEY.to_owned()),
+            401,
+        ),
+        (
+            "/v1beta/models/g:generateContent",
+            &gemini,
+            ("x-goog-api-key", KEY.to_owned()),
+            400,
+        ),
+        (
+            "/v1/models/g:generateContent",
+            &gemini,
+            ("x-goog-api-key", KEY.to_owned()),
+            400,
+        ),
+        (
+            "/openai/deployments/d/chat/completions?api-version=2024-10-21",
+            &chat,
+            ("api-key", KEY.to_owned()),
+            401,
+        ),
+        (
+            "/vllm/v1/chat/completions",
+            &chat,
+            ("authorization", format!("Bearer {KEY}")),
+            401,
+        ),
+        (
+            "/model/m/converse",
+            &bedrock,
+            ("authorization", sigv4.to_owned()),
+            403,
+        ),
+    ];
+    for (path, payload, (name, value), refused) in cases {
+        let resp = test::call_service(
+            &app,
+            test::TestRequest::post()
+                .uri(path)
+                .insert_header(("anthropic-version", "2023-06-01"))
+                .set_json(payload)
+                .to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), refused, "{path} without credential");
+        let resp = test::call_service(
+            &app,
+            test::TestRequest::post()
+                .uri(path)
+                .insert_header(("anthropic-version", "2023-06-01"))
+                .insert_header((name, value.as_str()))
+                .set_json(payload)
+                .to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), 200, "{path} with credential");
+    }
+    let s = stats!(&app);
+    assert_eq!(s["completed"], 6);
+    assert_eq!(s["rejected_credential"], 6);
+    assert_eq!(
+        s["by_provider"],
+        json!({"anthropic": 2, "gemini": 4, "azure": 2, "vllm": 2, "bedrock": 2})
+    );
+}
+
+#[actix_web::test]
+async fn keyless_ollama_refuses_any_credential_when_keys_are_checked() {
+    let state = web::Data::new(AppState::new(Some(KEY.to_owned())));
+    let app = service!(state);
+    let payload = json!({"model": "llama3.2", "stream": false, "messages": [{"role": "user", "content": "Hello!"}]});
+    for path in [
+        "/api/chat",
+        "/ollama/api/chat",
+        "/ollama/v1/chat/completions",
+    ] {
+        let ok = test::call_service(
+            &app,
+            test::TestRequest::post()
+                .uri(path)
+                .set_json(&payload)
+                .to_request(),
+        )
+        .await;
+        assert_eq!(ok.status(), 200, "{path}");
+        let refused = test::call_service(
+            &app,
+            test::TestRequest::post()
+                .uri(path)
+                .insert_header(("authorization", format!("Bearer {KEY}")))
+                .set_json(&payload)
+                .to_request(),
+        )
+        .await;
+        assert_eq!(refused.status(), 401, "{path}");
+    }
+    let resp: Value = test::call_and_read_body_json(
+        &app,
+        test::TestRequest::post()
+            .uri("/api/chat")
+            .set_json(&payload)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(
+        (
+            resp["prompt_eval_count"].as_u64(),
+            resp["eval_count"].as_u64()
+        ),
+        (Some(4), Some(24))
+    );
+}
+
+#[actix_web::test]
+async fn anthropic_requires_its_version_header() {
+    let state = web::Data::new(AppState::new(None));
+    let app = service!(state);
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/v1/messages")
+            .set_json(json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = test::read_body_json(resp).await;
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+}
+
+/// Odd-sized writes keep every byte of binary event-stream frames (CRCs still check),
+/// and the provider's injected errors use each API's error shape.
+#[actix_web::test]
+async fn bedrock_stream_survives_odd_chunks_and_errors_have_aws_shape() {
+    let state = web::Data::new(AppState::new(None));
+    let app = service!(state);
+    let payload = json!({"messages": [{"role": "user", "content": [{"text": "Hello!"}]}]});
+    let chunked = test::call_and_read_body(
+        &app,
+        test::TestRequest::post()
+            .uri("/model/m/converse-stream")
+            .insert_header(("x-local-provider-chunk-bytes", "5"))
+            .set_json(&payload)
+            .to_request(),
+    )
+    .await;
+    let mut at = 0;
+    let mut events = 0;
+    while at < chunked.len() {
+        let (_, len) = alfred_local_provider::eventstream::decode(&chunked[at..]).unwrap();
+        at += len;
+        events += 1;
+    }
+    assert_eq!(events, 1 + 24 + 3);
+    assert_eq!(stats!(&app)["total_tokens_reported"], 28);
+
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/model/m/converse")
+            .insert_header(("x-local-provider-fail", "429"))
+            .set_json(&payload)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp
+        .headers()
+        .get("x-amzn-errortype")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("ThrottlingException:"));
+}
+
+#[actix_web::test]
+async fn aborted_ndjson_stream_reports_no_usage() {
+    let state = web::Data::new(AppState::new(None));
+    let app = service!(state);
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/api/generate")
+            .insert_header(("x-local-provider-abort-after", "3"))
+            .set_json(json!({"model": "m", "prompt": "Hello!"}))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers().get("content-type").unwrap(),
+        "application/x-ndjson"
+    );
+    let s = stats!(&app);
+    assert_eq!(
+        (s["aborted"].as_u64(), s["total_tokens_reported"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(s["total_tokens_spent"], 28);
+}
