@@ -68,7 +68,7 @@ pub enum CliError {
 }
 
 fn migrated_pool(config: &Config) -> Result<DbPool, CliError> {
-    let pool = db::connect(&config.database_url)?;
+    let pool = db::connect_with(&config.database_url, config.database_pool_size)?;
     let mut conn = pool.get().map_err(db::DbSetupError::from)?;
     let applied = db::run_migrations(&mut conn)?;
     tracing::info!(applied, database = %config.database_url.redacted(), "migrations up to date");
@@ -141,8 +141,15 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
 
 async fn serve(config: Config) -> Result<(), CliError> {
     let filter_token = config.require_filter_token()?.clone();
+    let prices = config.price_catalog()?;
+    tracing::info!(
+        models = prices.len(),
+        pricing_file = config.pricing_file.is_some(),
+        "price catalog loaded"
+    );
     let pool = migrated_pool(&config)?;
-    let state = AppState::new(pool, Arc::new(SystemClock), &config, filter_token);
+    let mut state = AppState::new(pool, Arc::new(SystemClock), &config, filter_token);
+    state.prices = Arc::new(prices);
     let bind = config.bind;
     tracing::info!(%bind, environment = %config.environment, quota_period = %config.quota_period, "serving");
     HttpServer::new(move || {

@@ -6,8 +6,10 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::pricing::PriceCatalog;
 use crate::quota::QuotaPeriod;
 
 /// Minimum length of `ALFRED_FILTER_TOKEN`; shorter secrets are guessable.
@@ -90,6 +92,8 @@ impl DatabaseUrl {
 pub struct Config {
     /// `DATABASE_URL` (default `sqlite://./alfred.db`).
     pub database_url: DatabaseUrl,
+    /// `DATABASE_POOL_SIZE` (optional, 1–1000): connections per process.
+    pub database_pool_size: Option<u32>,
     /// `ALFRED_BIND` (default `0.0.0.0:8081`).
     pub bind: SocketAddr,
     /// `ALFRED_FILTER_TOKEN`: the shared secret the Envoy filter presents on
@@ -119,6 +123,9 @@ pub struct Config {
     pub notifications_enabled: bool,
     /// `SLACK_WEBHOOK_URL` (optional, secret).
     pub slack_webhook_url: Option<Secret>,
+    /// `PRICING_FILE` (optional): a LiteLLM `model_prices_and_context_window.json`
+    /// whose prices override the built-in list.
+    pub pricing_file: Option<PathBuf>,
 }
 
 /// Every bad variable found, each with the reason.
@@ -147,6 +154,9 @@ impl Config {
             DatabaseUrl::SqliteFile("./alfred.db".into()),
             DatabaseUrl::parse,
         );
+        let database_pool_size = env.optional("DATABASE_POOL_SIZE", |raw| {
+            int_in_range(raw, 1, 1000).map(|v| u32::try_from(v).unwrap_or(1000))
+        });
         let bind = env.parse(
             "ALFRED_BIND",
             SocketAddr::from(([0, 0, 0, 0], 8081)),
@@ -197,6 +207,8 @@ impl Config {
             }
         });
 
+        let pricing_file = env.optional("PRICING_FILE", |raw| Ok(PathBuf::from(raw)));
+
         if !env.problems.is_empty() {
             return Err(ConfigError {
                 problems: env.problems,
@@ -204,6 +216,7 @@ impl Config {
         }
         Ok(Self {
             database_url,
+            database_pool_size,
             bind,
             filter_token,
             lease_ttl: Duration::from_secs(lease_ttl_seconds),
@@ -218,6 +231,15 @@ impl Config {
             debug,
             notifications_enabled,
             slack_webhook_url,
+            pricing_file,
+        })
+    }
+
+    /// The price catalog: built-in prices, overridden by `PRICING_FILE` when set. An
+    /// unreadable or malformed file is a configuration error naming the variable.
+    pub fn price_catalog(&self) -> Result<PriceCatalog, ConfigError> {
+        PriceCatalog::load(self.pricing_file.as_deref()).map_err(|e| ConfigError {
+            problems: vec![("PRICING_FILE", e.to_string())],
         })
     }
 
@@ -330,6 +352,21 @@ mod tests {
         assert!(cfg.notifications_enabled);
         assert!(cfg.filter_token.is_none());
         assert!(cfg.require_filter_token().is_err());
+        assert_eq!(cfg.database_pool_size, None);
+        assert_eq!(cfg.pricing_file, None);
+        assert_eq!(cfg.price_catalog().unwrap(), PriceCatalog::builtin());
+    }
+
+    #[test]
+    fn pricing_file_problems_name_the_variable() {
+        let cfg = config(&[
+            ("PRICING_FILE", "/nonexistent/prices.json"),
+            ("DATABASE_POOL_SIZE", "32"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.database_pool_size, Some(32));
+        let err = cfg.price_catalog().unwrap_err();
+        assert_eq!(err.problems[0].0, "PRICING_FILE");
     }
 
     #[test]
@@ -341,6 +378,7 @@ mod tests {
             ("ALFRED_FILTER_TOKEN", "short"),
             ("DATABASE_URL", "mysql://x"),
             ("LEASE_TTL_SECONDS", "0"),
+            ("DATABASE_POOL_SIZE", "0"),
         ])
         .unwrap_err();
         let names: Vec<_> = err.problems.iter().map(|(name, _)| *name).collect();
@@ -348,6 +386,7 @@ mod tests {
             names,
             [
                 "DATABASE_URL",
+                "DATABASE_POOL_SIZE",
                 "ALFRED_FILTER_TOKEN",
                 "LEASE_TTL_SECONDS",
                 "QUOTA_PERIOD",

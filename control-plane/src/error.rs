@@ -25,6 +25,9 @@ pub enum Error {
     /// No connection could be checked out of the pool.
     #[error("database unavailable: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),
+    /// No connection could be checked out of the pool (already logged).
+    #[error("database unavailable")]
+    Unavailable,
 }
 
 impl Error {

@@ -1,7 +1,7 @@
 //! Alfred's control plane: owns the database, grants quota leases to the Envoy filter,
 //! ingests usage idempotently and serves the admin and user API.
 //!
-//! Domain modules (`users`, `quota`, `leases`, `usage`) know nothing about HTTP; `http`
+//! Domain modules (`users`, `quota`, `leases`, `usage`, `pricing`) know nothing about HTTP; `http`
 //! decodes requests, calls them and encodes the answers.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod leases;
+pub mod pricing;
 pub mod quota;
 pub mod usage;
 pub mod users;

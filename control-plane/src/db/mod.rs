@@ -7,7 +7,9 @@
 
 pub mod schema;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
@@ -51,16 +53,33 @@ pub enum DbSetupError {
 /// How long a SQLite writer waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
+/// A PostgreSQL connection is pinged at checkout only when no connection of the pool
+/// has completed work for this long: under load the server is known to be up, and a
+/// ping per request would be a round trip per request.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Opens connections of the backend named by the URL, with per-connection settings.
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
+    /// Start of the clock for `last_ok_ms`.
+    epoch: Instant,
+    /// When a connection last came back to the pool unbroken (ms since `epoch`).
+    last_ok_ms: Arc<AtomicU64>,
 }
 
 impl ConnectionManager {
     /// A manager for `url`.
     pub fn new(url: DatabaseUrl) -> Self {
-        Self { url }
+        Self {
+            url,
+            epoch: Instant::now(),
+            last_ok_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -79,13 +98,37 @@ impl ManageConnection for ConnectionManager {
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        let idle_ms = self
+            .elapsed_ms()
+            .saturating_sub(self.last_ok_ms.load(Ordering::Relaxed));
+        if u128::from(idle_ms) < PING_AFTER_IDLE.as_millis()
+            && self.last_ok_ms.load(Ordering::Relaxed) > 0
+        {
+            return Ok(());
+        }
         conn.batch_execute("SELECT 1")
             .map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        // A transaction left open by a failed rollback poisons the connection.
-        diesel::r2d2::R2D2Connection::is_broken(conn)
+        // A transaction left open by a failed rollback poisons the connection, and so
+        // does a lost server (see `discard_if_disconnected`).
+        let broken = diesel::r2d2::R2D2Connection::is_broken(conn);
+        if !broken {
+            self.last_ok_ms
+                .store(self.elapsed_ms().max(1), Ordering::Relaxed);
+        }
+        broken
+    }
+}
+
+/// After a failed request: when the connection no longer answers (server restarted,
+/// network cut), mark it broken so the pool discards it at check-in instead of handing
+/// it out again (checkout pings are skipped while the pool is busy).
+pub fn discard_if_disconnected(conn: &mut DbConnection) {
+    if conn.batch_execute("SELECT 1").is_err() {
+        type Tm = <DbConnection as Connection>::TransactionManager;
+        Tm::transaction_manager_status_mut(conn).set_in_error();
     }
 }
 
@@ -93,10 +136,14 @@ fn open_sqlite(path: &str) -> Result<DbConnection, r2d2::Error> {
     let mut conn = SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
     // busy_timeout first, so that even switching to WAL waits for a lock held by a
     // sibling connection instead of failing. WAL lets readers run beside the single
-    // writer; foreign keys are off by default in SQLite.
+    // writer; foreign keys are off by default in SQLite. A 32 MiB page cache and
+    // memory-mapped reads keep the hot pages (users, leases, totals, indexes) out of
+    // read(2) calls.
     conn.batch_execute(&format!(
         "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
-         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+         PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456; \
+         PRAGMA temp_store = MEMORY;"
     ))
     .map_err(|e| r2d2::Error::ConnectionError(ConnectionError::BadConnection(e.to_string())))?;
     Ok(DbConnection::Sqlite(conn))
@@ -105,17 +152,24 @@ fn open_sqlite(path: &str) -> Result<DbConnection, r2d2::Error> {
 /// Builds the pool. An in-memory SQLite database lives in one connection, so its pool
 /// has exactly one.
 pub fn connect(url: &DatabaseUrl) -> Result<DbPool, DbSetupError> {
+    connect_with(url, None)
+}
+
+/// Builds the pool with `max_size` connections (`DATABASE_POOL_SIZE`), or the
+/// default: SQLite 8 (one writer at a time anyway; the rest serve reads), PostgreSQL 16.
+pub fn connect_with(url: &DatabaseUrl, max_size: Option<u32>) -> Result<DbPool, DbSetupError> {
     let max_size = match url {
         DatabaseUrl::SqliteMemory => 1,
-        DatabaseUrl::SqliteFile(_) => 8,
-        DatabaseUrl::Postgres(_) => 16,
+        DatabaseUrl::SqliteFile(_) => max_size.unwrap_or(8),
+        DatabaseUrl::Postgres(_) => max_size.unwrap_or(16),
     };
     let pool = Pool::builder()
         .max_size(max_size)
         .connection_timeout(Duration::from_secs(10))
         // A PostgreSQL connection can go stale (server restart, failover) and libpq
-        // does not reconnect by itself, so it is tested at checkout. A SQLite file
-        // cannot go stale; skipping the test saves a query per request.
+        // does not reconnect by itself, so it is tested at checkout when the pool has
+        // been idle (see `is_valid`) and discarded after a failure that lost it. A
+        // SQLite file cannot go stale; skipping the test saves a query per request.
         .test_on_check_out(matches!(url, DatabaseUrl::Postgres(_)))
         .build(ConnectionManager::new(url.clone()))?;
     Ok(pool)
@@ -132,11 +186,30 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, DbSetupError> {
     applied.map_err(|e| DbSetupError::Migration(e.to_string()))
 }
 
+/// In-process queue for SQLite writers.
+///
+/// SQLite admits one writer per database; a second `BEGIN IMMEDIATE` waits in SQLite's
+/// busy handler, which polls with sleeps of up to 100 ms, so under load writers spend
+/// their time asleep while the lock is free. Taking this mutex first makes this
+/// process's writers queue and hand over without sleeping; `BEGIN IMMEDIATE` still
+/// guards against other processes on the same file. One mutex for every SQLite
+/// database of the process: a deployment has one, and tests with several only
+/// serialise their (short) write transactions.
+static SQLITE_WRITER: Mutex<()> = Mutex::new(());
+
+fn sqlite_writer() -> MutexGuard<'static, ()> {
+    // The mutex guards no data, so a panic while holding it leaves nothing to repair.
+    SQLITE_WRITER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs `f` in a transaction that holds the write lock from its first statement.
 ///
-/// SQLite: `BEGIN IMMEDIATE`, so two read-then-write transactions cannot interleave
-/// (a plain `BEGIN` would let both read, then one fail to upgrade). PostgreSQL: a plain
-/// transaction; callers lock the rows they decide on with `SELECT … FOR UPDATE`.
+/// SQLite: the in-process writer queue, then `BEGIN IMMEDIATE`, so two
+/// read-then-write transactions cannot interleave (a plain `BEGIN` would let both
+/// read, then one fail to upgrade). PostgreSQL: a plain transaction; callers lock the
+/// rows they decide on with `SELECT … FOR UPDATE`.
 pub fn write_transaction<T, E>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
@@ -145,12 +218,17 @@ where
     E: From<diesel::result::Error>,
 {
     type Tm = <DbConnection as Connection>::TransactionManager;
-    match conn {
+    let _writer = match conn {
         DbConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+            let guard = sqlite_writer();
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+            Some(guard)
         }
-        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
-    }
+        DbConnection::Postgres(c) => {
+            AnsiTransactionManager::begin_transaction(c)?;
+            None
+        }
+    };
     match f(conn) {
         Ok(value) => {
             if let Err(commit_error) = Tm::commit_transaction(conn) {

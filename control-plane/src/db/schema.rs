@@ -50,6 +50,8 @@ diesel::table! {
         occurred_at -> Timestamp,
         created_at -> Timestamp,
         period_start -> Timestamp,
+        cost_nano_usd -> BigInt,
+        unpriced -> Bool,
     }
 }
 
@@ -71,6 +73,7 @@ diesel::table! {
         is_admin -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
     }
 }
 

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::auth::{authorize, presented_key, Require};
 use super::error::ApiError;
 use super::json::decode;
-use super::wire::{CreateUserBody, CreatedUserBody, UserBody};
+use super::wire::{CreateUserBody, CreatedUserBody, UpdateUserBody, UserBody};
 use super::AppState;
 use crate::{quota, users};
 
@@ -74,12 +74,111 @@ pub async fn get_user(
     let body = state
         .run(move |conn| {
             authorize(conn, key.as_deref(), Require::Admin)?;
-            // A non-numeric id cannot name a user: 404, like an absent one.
-            let id: i64 = raw_id.parse().map_err(|_| ApiError::NotFound("user"))?;
+            let id = user_id(&raw_id)?;
             let user = users::get_user(conn, id)?;
             let balance = quota::balance(conn, &user, period, now)?;
             Ok(UserBody::from((user, balance)))
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// A non-numeric id cannot name a user: 404, like an absent one.
+fn user_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound("user"))
+}
+
+/// `PUT /v1/admin/users/{id}`: changes the given fields (all validated first, all
+/// written together) → the user; 404 when absent.
+pub async fn update_user(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let key = presented_key(req.headers());
+    let now = state.clock.now();
+    let period = state.period();
+    let raw_id = path.into_inner();
+    let body = state
+        .run(move |conn| {
+            authorize(conn, key.as_deref(), Require::Admin)?;
+            let id = user_id(&raw_id)?;
+            let input = users::UpdateUser::try_from(decode::<UpdateUserBody>(&body)?)?;
+            let user = users::update_user(conn, now, id, input)?;
+            let balance = quota::balance(conn, &user, period, now)?;
+            Ok(UserBody::from((user, balance)))
+        })
+        .await?;
+    tracing::info!(user_id = body.id, "user updated");
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `DELETE /v1/admin/users/{id}`: soft delete (keys revoked, user hidden, usage kept)
+/// → `{"id", "deleted": true}`. Admins cannot delete themselves.
+pub async fn delete_user(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = presented_key(req.headers());
+    let now = state.clock.now();
+    let raw_id = path.into_inner();
+    let id = state
+        .run(move |conn| {
+            let admin = authorize(conn, key.as_deref(), Require::Admin)?;
+            let id = user_id(&raw_id)?;
+            if admin.id == id {
+                return Err(ApiError::Unprocessable {
+                    message: "id: admins cannot delete their own account".into(),
+                    field: Some("id".into()),
+                    code: "invalid_value",
+                });
+            }
+            users::delete_user(conn, now, id)?;
+            Ok(id)
+        })
+        .await?;
+    tracing::info!(user_id = id, "user deleted");
+    Ok(HttpResponse::Ok().json(serde_json::json!({"id": id, "deleted": true})))
+}
+
+/// `POST /v1/admin/users/{id}/rotate-key`: a new key, shown this once; the old ones
+/// stop working at once.
+pub async fn rotate_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = presented_key(req.headers());
+    let now = state.clock.now();
+    let raw_id = path.into_inner();
+    let created = state
+        .run(move |conn| {
+            authorize(conn, key.as_deref(), Require::Admin)?;
+            Ok(users::rotate_key(conn, now, user_id(&raw_id)?)?)
+        })
+        .await?;
+    tracing::info!(user_id = created.user.id, "key rotated");
+    Ok(HttpResponse::Ok().json(CreatedUserBody::from(created)))
+}
+
+/// `DELETE /v1/admin/users/{id}/keys`: revokes every key → `{"id", "revoked": n}`.
+pub async fn revoke_keys(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = presented_key(req.headers());
+    let now = state.clock.now();
+    let raw_id = path.into_inner();
+    let (id, revoked) = state
+        .run(move |conn| {
+            authorize(conn, key.as_deref(), Require::Admin)?;
+            let id = user_id(&raw_id)?;
+            Ok((id, users::revoke_keys(conn, now, id)?))
+        })
+        .await?;
+    tracing::info!(user_id = id, revoked, "keys revoked");
+    Ok(HttpResponse::Ok().json(serde_json::json!({"id": id, "revoked": revoked})))
 }

@@ -135,6 +135,7 @@ impl From<Error> for ApiError {
                 tracing::error!(error = %e, "no database connection available");
                 Self::Unavailable
             }
+            Error::Unavailable => Self::Unavailable,
             Error::Database(e) => {
                 tracing::error!(error = %e, "database error");
                 Self::Internal

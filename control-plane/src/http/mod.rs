@@ -15,10 +15,12 @@ use std::sync::Arc;
 use actix_web::{web, HttpResponse};
 
 use crate::clock::Clock;
-use crate::config::{Config, Secret};
+use crate::config::{Config, DatabaseUrl, Secret};
 use crate::db::{DbConnection, DbPool};
 use crate::leases::LeasePolicy;
+use crate::pricing::PriceCatalog;
 use crate::quota::QuotaPeriod;
+use crate::usage::IngestQueue;
 use error::ApiError;
 
 /// Largest accepted request body (a usage batch of 10,000 records fits comfortably).
@@ -37,6 +39,11 @@ pub struct AppState {
     pub lease_policy: LeasePolicy,
     /// Quota of users created without one.
     pub default_personal_quota: i64,
+    /// Prices for the cost of usage records (built-in list unless replaced, e.g. by
+    /// `serve` with `PRICING_FILE`).
+    pub prices: Arc<PriceCatalog>,
+    /// Group commit of usage batches.
+    pub ingest_queue: Arc<IngestQueue>,
 }
 
 impl AppState {
@@ -51,6 +58,12 @@ impl AppState {
                 period: config.quota_period,
             },
             default_personal_quota: config.default_personal_quota,
+            prices: Arc::new(PriceCatalog::builtin()),
+            // SQLite has one writer anyway; PostgreSQL overlaps two rounds.
+            ingest_queue: Arc::new(IngestQueue::new(match config.database_url {
+                DatabaseUrl::Postgres(_) => 2,
+                DatabaseUrl::SqliteFile(_) | DatabaseUrl::SqliteMemory => 1,
+            })),
         }
     }
 
@@ -68,7 +81,11 @@ impl AppState {
         let pool = self.pool.clone();
         web::block(move || {
             let mut conn = pool.get().map_err(crate::error::Error::from)?;
-            work(&mut conn)
+            let result = work(&mut conn);
+            if matches!(result, Err(ApiError::Internal)) {
+                crate::db::discard_if_disconnected(&mut conn);
+            }
+            result
         })
         .await
         .map_err(|e| {
@@ -88,10 +105,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(admin::create_user))
                 .route(web::get().to(admin::list_users)),
         )
-        .route("/v1/admin/users/{id}", web::get().to(admin::get_user))
+        .service(
+            web::resource("/v1/admin/users/{id}")
+                .route(web::get().to(admin::get_user))
+                .route(web::put().to(admin::update_user))
+                .route(web::delete().to(admin::delete_user)),
+        )
+        .route(
+            "/v1/admin/users/{id}/rotate-key",
+            web::post().to(admin::rotate_key),
+        )
+        .route(
+            "/v1/admin/users/{id}/keys",
+            web::delete().to(admin::revoke_keys),
+        )
         .route("/v1/users/me/quota", web::get().to(me::quota))
         .route("/internal/v1/leases", web::post().to(internal::grant_lease))
         .route("/internal/v1/usage", web::post().to(internal::report_usage))
+        .route("/internal/v1/sync", web::post().to(internal::sync_keys))
         .default_service(web::to(not_found));
 }
 

@@ -5,10 +5,10 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::leases::{LeaseDecision, LeaseRequest};
+use crate::leases::{KeyCheck, KeyDecision, LeaseDecision, LeaseRequest};
 use crate::quota::{Balance, Priority};
 use crate::usage::{IngestOutcome, Privacy, UsageBatch, UsageReport};
-use crate::users::{CreatedUser, User};
+use crate::users::{CreatedUser, UpdateUser, User};
 
 /// RFC 3339 in UTC with a `Z`, e.g. `2026-11-30T00:00:00Z`.
 pub fn rfc3339(at: NaiveDateTime) -> String {
@@ -33,7 +33,50 @@ pub struct CreateUserBody {
     pub is_admin: Option<bool>,
 }
 
-/// Answer to `POST /v1/admin/users`: the user and, this once, the key.
+/// `PUT /v1/admin/users/{id}`: only the fields present change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserBody {
+    /// New unique email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// New display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New tokens per period.
+    #[serde(default)]
+    pub personal_quota: Option<i64>,
+    /// `active`, `on_vacation` or `suspended`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// New admin flag.
+    #[serde(default)]
+    pub is_admin: Option<bool>,
+}
+
+impl TryFrom<UpdateUserBody> for UpdateUser {
+    type Error = Error;
+
+    fn try_from(body: UpdateUserBody) -> Result<Self, Error> {
+        let status = match body.status.as_deref() {
+            None => None,
+            Some(raw) => Some(
+                raw.parse()
+                    .map_err(|why: String| Error::invalid("status", why))?,
+            ),
+        };
+        Ok(Self {
+            email: body.email,
+            name: body.name,
+            personal_quota: body.personal_quota,
+            status,
+            is_admin: body.is_admin,
+        })
+    }
+}
+
+/// Answer to `POST /v1/admin/users` (and `…/rotate-key`): the user and, this once,
+/// the key.
 #[derive(Debug, Serialize)]
 #[allow(missing_docs)]
 pub struct CreatedUserBody {
@@ -221,6 +264,64 @@ impl From<LeaseDecision> for LeaseDecisionBody {
                 quota_remaining,
                 period_reset_s,
             },
+        }
+    }
+}
+
+// ---- key sync ----------------------------------------------------------------------
+
+/// `POST /internal/v1/sync`. Unknown fields are ignored so the filter may add some.
+#[derive(Debug, Deserialize)]
+pub struct SyncRequestBody {
+    /// The asking proxy.
+    pub proxy_id: String,
+    /// SHA-256 hex of each key to re-check (at most 500).
+    pub key_hashes: Vec<String>,
+}
+
+/// `{"keys":[…]}`, one entry per requested hash, in order.
+#[derive(Debug, Serialize)]
+pub struct SyncAnswerBody {
+    /// The verdicts.
+    pub keys: Vec<KeyStatusBody>,
+}
+
+/// One key's verdict: `active`, `invalid_key`, `suspended` or `exhausted` (the last
+/// with `budget_scope` and `period_reset_s`).
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct KeyStatusBody {
+    pub key_hash: String,
+    pub decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_scope: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period_reset_s: Option<i64>,
+}
+
+impl From<KeyCheck> for KeyStatusBody {
+    fn from(check: KeyCheck) -> Self {
+        let (decision, budget_scope, period_reset_s) = match check.decision {
+            KeyDecision::Active => ("active", None, None),
+            KeyDecision::InvalidKey => ("invalid_key", None, None),
+            KeyDecision::Suspended => ("suspended", None, None),
+            KeyDecision::Exhausted { period_reset_s } => {
+                ("exhausted", Some("personal"), Some(period_reset_s))
+            }
+        };
+        Self {
+            key_hash: check.key_hash,
+            decision,
+            budget_scope,
+            period_reset_s,
+        }
+    }
+}
+
+impl From<Vec<KeyCheck>> for SyncAnswerBody {
+    fn from(checks: Vec<KeyCheck>) -> Self {
+        Self {
+            keys: checks.into_iter().map(KeyStatusBody::from).collect(),
         }
     }
 }

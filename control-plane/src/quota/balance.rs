@@ -1,9 +1,7 @@
 //! What a user has used, holds and may still spend in the current period.
 
 use chrono::NaiveDateTime;
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 
 use super::{PeriodBounds, QuotaPeriod};
 use crate::db::schema::{leases, usage_totals};
@@ -42,6 +40,49 @@ pub fn used_in_period(
     Ok(used.unwrap_or(0))
 }
 
+/// A lease that is unexpired at `now` and belongs to the current period.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct LiveLease {
+    /// Lease id.
+    pub id: String,
+    /// The proxy holding it.
+    pub proxy_id: String,
+    /// Its total grant.
+    pub granted_tokens: i64,
+    /// Usage reported on it.
+    pub used_tokens: i64,
+}
+
+impl LiveLease {
+    /// What it holds: `max(granted − used, 0)`.
+    pub fn hold(&self) -> i64 {
+        self.granted_tokens.saturating_sub(self.used_tokens).max(0)
+    }
+}
+
+/// The user's leases unexpired at `now` in the period starting at `period_start`,
+/// latest expiry first. A user has at most one per proxy, so this is a handful of
+/// rows; summing them here keeps the query a cached prepared statement.
+pub fn live_leases(
+    conn: &mut DbConnection,
+    user_id: i64,
+    period_start: NaiveDateTime,
+    now: NaiveDateTime,
+) -> Result<Vec<LiveLease>> {
+    Ok(leases::table
+        .filter(leases::user_id.eq(user_id))
+        .filter(leases::expires_at.gt(now))
+        .filter(leases::period_start.eq(period_start))
+        .order((leases::expires_at.desc(), leases::id.asc()))
+        .select((
+            leases::id,
+            leases::proxy_id,
+            leases::granted_tokens,
+            leases::used_tokens,
+        ))
+        .load(conn)?)
+}
+
 /// Tokens held by the user's leases that are unexpired at `now` and belong to the
 /// current period: each holds `max(granted − used, 0)`.
 pub fn held_tokens(
@@ -50,43 +91,24 @@ pub fn held_tokens(
     period_start: NaiveDateTime,
     now: NaiveDateTime,
 ) -> Result<i64> {
-    // SUM(BIGINT) is NUMERIC on PostgreSQL; the cast keeps one Rust type for both.
-    let held = leases::table
-        .filter(leases::user_id.eq(user_id))
-        .filter(leases::expires_at.gt(now))
-        .filter(leases::period_start.eq(period_start))
-        .select(sql::<BigInt>(
-            "CAST(COALESCE(SUM(CASE WHEN granted_tokens > used_tokens \
-             THEN granted_tokens - used_tokens ELSE 0 END), 0) AS BIGINT)",
-        ))
-        .get_result(conn)?;
-    Ok(held)
+    Ok(live_leases(conn, user_id, period_start, now)?
+        .iter()
+        .map(LiveLease::hold)
+        .fold(0, i64::saturating_add))
 }
 
-/// `(used, held)` for the user in one statement (one round trip), with the same
-/// meaning as [`used_in_period`] and [`held_tokens`].
+/// `(used, held)` for the user, with the meaning of [`used_in_period`] and
+/// [`held_tokens`]. Two statements: callers that decide on them hold the user's lock.
 pub fn used_and_held(
     conn: &mut DbConnection,
     user_id: i64,
     period_start: NaiveDateTime,
     now: NaiveDateTime,
 ) -> Result<(i64, i64)> {
-    let used = usage_totals::table
-        .filter(usage_totals::user_id.eq(user_id))
-        .filter(usage_totals::period_start.eq(period_start))
-        .select(usage_totals::used_tokens)
-        .single_value();
-    let held = leases::table
-        .filter(leases::user_id.eq(user_id))
-        .filter(leases::expires_at.gt(now))
-        .filter(leases::period_start.eq(period_start))
-        .select(sql::<BigInt>(
-            "CAST(COALESCE(SUM(CASE WHEN granted_tokens > used_tokens \
-             THEN granted_tokens - used_tokens ELSE 0 END), 0) AS BIGINT)",
-        ))
-        .single_value();
-    let (used, held): (Option<i64>, Option<i64>) = diesel::select((used, held)).get_result(conn)?;
-    Ok((used.unwrap_or(0), held.unwrap_or(0)))
+    Ok((
+        used_in_period(conn, user_id, period_start)?,
+        held_tokens(conn, user_id, period_start, now)?,
+    ))
 }
 
 /// The user's balance at `now`.

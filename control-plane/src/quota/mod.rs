@@ -7,6 +7,8 @@ mod balance;
 mod period;
 mod priority;
 
-pub use balance::{balance, held_tokens, used_and_held, used_in_period, Balance};
+pub use balance::{
+    balance, held_tokens, live_leases, used_and_held, used_in_period, Balance, LiveLease,
+};
 pub use period::{PeriodBounds, QuotaPeriod};
 pub use priority::Priority;

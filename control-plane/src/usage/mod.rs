@@ -3,32 +3,40 @@
 //! A batch is validated whole before anything is written (one bad record rejects the
 //! batch, naming its index and field). Then one transaction inserts the records with
 //! `ON CONFLICT (request_id) DO NOTHING` and adds only the rows actually inserted to
-//! their leases' `used_tokens` — so a retried batch charges nothing twice. Usage is
+//! their users' running totals and their leases' `used_tokens` — so a retried batch
+//! charges nothing twice. Each record's cost is computed from the price catalog on the
+//! way in (`unpriced` when the model has no price). The number of statements per batch
+//! does not grow with the number of users or leases in it. Usage is
 //! charged to the user even when the lease has expired or never existed: the lease
 //! only bounds what proxies may reserve; the usage is the truth.
 
 mod model;
+mod queue;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDateTime;
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp};
 use diesel::upsert::excluded;
 
 pub use model::{NewUsageRecord, NewUsageTotal, Privacy, UsageRecord};
+pub use queue::{IngestQueue, MAX_ROUND_RECORDS};
 
 use crate::db::schema::{leases, usage_records, usage_totals, users};
 use crate::db::{write_transaction, DbConnection};
 use crate::error::{Error, Result};
 use crate::leases::MAX_PROXY_ID_CHARS;
+use crate::pricing::{Cost, Price, PriceCatalog, TokenCounts};
 use crate::quota::{Priority, QuotaPeriod};
 
 /// Most records accepted in one batch.
 pub const MAX_BATCH_RECORDS: usize = 10_000;
 /// Longest accepted identifier-like string (request id, lease id, model, …).
 const MAX_ID_CHARS: usize = 200;
-/// Rows per INSERT statement: 21 bind parameters each stays far below SQLite's
-/// 32,766 and PostgreSQL's 65,535 parameter limits.
+/// Rows per SQLite INSERT statement: 23 bind parameters each stays far below SQLite's
+/// 32,766 parameter limit.
 const INSERT_CHUNK_ROWS: usize = 500;
 
 /// One proxy's report.
@@ -155,167 +163,397 @@ fn validate_record(r: &UsageReport) -> std::result::Result<(), (&'static str, St
     Ok(())
 }
 
-/// Validates and applies a batch at `now`.
+/// Validates, prices and applies a batch at `now`.
 pub fn ingest(
     conn: &mut DbConnection,
     now: NaiveDateTime,
     period: QuotaPeriod,
+    prices: &PriceCatalog,
     batch: UsageBatch,
 ) -> Result<IngestOutcome> {
-    validate(&batch)?;
-    if batch.records.is_empty() {
-        return Ok(IngestOutcome {
+    let prepared = prepare(now, period, prices, batch)?;
+    write_batches(conn, std::slice::from_ref(&prepared))
+        .pop()
+        .unwrap_or(Ok(IngestOutcome {
             applied: 0,
             duplicates: 0,
-        });
-    }
-    let period_start = period.bounds(now).start;
-    let proxy_id = batch.proxy_id.trim();
-    let user_ids: BTreeSet<i64> = batch.records.iter().map(|r| r.user_id).collect();
-    let user_ids: Vec<i64> = user_ids.into_iter().collect();
+        }))
+}
 
-    let rows: Vec<NewUsageRecord<'_>> = batch
+/// A validated batch with each record's cost, ready to be written.
+#[derive(Debug, Clone)]
+pub struct PreparedBatch {
+    batch: UsageBatch,
+    now: NaiveDateTime,
+    period_start: NaiveDateTime,
+    costs: Vec<Cost>,
+}
+
+impl PreparedBatch {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.batch.records.len()
+    }
+
+    /// Whether the batch has no records.
+    pub fn is_empty(&self) -> bool {
+        self.batch.records.is_empty()
+    }
+}
+
+/// Validates a batch and prices its records (no database work).
+pub fn prepare(
+    now: NaiveDateTime,
+    period: QuotaPeriod,
+    prices: &PriceCatalog,
+    batch: UsageBatch,
+) -> Result<PreparedBatch> {
+    validate(&batch)?;
+    // A batch names few models: look each up once.
+    let mut model_prices: HashMap<&str, Option<Price>> = HashMap::new();
+    let costs = batch
         .records
         .iter()
-        .map(|r| NewUsageRecord {
-            request_id: &r.request_id,
-            user_id: r.user_id,
-            lease_id: r.lease_id.as_deref(),
-            proxy_id,
-            provider: &r.provider,
-            model: &r.model,
-            input_tokens: r.input_tokens,
-            output_tokens: r.output_tokens,
-            total_tokens: r.total_tokens,
-            cached_tokens: r.cached_tokens,
-            reasoning_tokens: r.reasoning_tokens,
-            status: r.status,
-            estimated: r.estimated,
-            priority: r.priority.as_str(),
-            project_id: r.project_id.as_deref(),
-            privacy: r.privacy.as_str(),
-            occurred_at: r.occurred_at.unwrap_or(now),
-            created_at: now,
-            period_start,
+        .map(|r| {
+            let price = *model_prices
+                .entry(r.model.as_str())
+                .or_insert_with(|| prices.price(&r.model));
+            PriceCatalog::cost_at(
+                price,
+                TokenCounts {
+                    input: r.input_tokens,
+                    output: r.output_tokens,
+                    cached: r.cached_tokens,
+                },
+            )
         })
         .collect();
-
-    write_transaction(conn, |conn| {
-        // Lock the charged users (in id order, so concurrent batches cannot deadlock)
-        // to serialise with lease grants, and check they all exist.
-        let known = lock_users(conn, &user_ids)?;
-        if known.len() != user_ids.len() {
-            let known: BTreeSet<i64> = known.into_iter().collect();
-            if let Some(index) = batch
-                .records
-                .iter()
-                .position(|r| !known.contains(&r.user_id))
-            {
-                return Err(Error::invalid(
-                    format!("records[{index}].user_id"),
-                    "no such user",
-                ));
-            }
-        }
-
-        let mut inserted: Vec<Inserted> = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
-            inserted.extend(insert_new(conn, chunk)?);
-        }
-
-        let mut per_user: BTreeMap<i64, i64> = BTreeMap::new();
-        let mut per_lease: BTreeMap<&str, i64> = BTreeMap::new();
-        for (user_id, lease_id, total) in &inserted {
-            let sum = per_user.entry(*user_id).or_default();
-            *sum = sum.saturating_add(*total);
-            if let Some(lease_id) = lease_id {
-                let sum = per_lease.entry(lease_id.as_str()).or_default();
-                *sum = sum.saturating_add(*total);
-            }
-        }
-        for (user_id, tokens) in per_user {
-            add_to_total(
-                conn,
-                NewUsageTotal {
-                    user_id,
-                    period_start,
-                    used_tokens: tokens,
-                },
-            )?;
-        }
-        for (lease_id, tokens) in per_lease {
-            // No row updated = unknown lease; the usage is charged to the user anyway.
-            diesel::update(leases::table.find(lease_id))
-                .set(leases::used_tokens.eq(leases::used_tokens + tokens))
-                .execute(conn)?;
-        }
-        Ok(IngestOutcome {
-            applied: inserted.len(),
-            duplicates: rows.len() - inserted.len(),
-        })
+    Ok(PreparedBatch {
+        now,
+        period_start: period.bounds(now).start,
+        costs,
+        batch,
     })
 }
 
-/// `SELECT id FROM users WHERE id IN (…) [FOR UPDATE]`, in id order.
-fn lock_users(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<i64>> {
-    let query = users::table
-        .filter(users::id.eq_any(ids))
-        .order(users::id.asc())
-        .select(users::id);
-    let found = match conn {
-        DbConnection::Postgres(pg) => query.for_update().load(pg)?,
-        DbConnection::Sqlite(sqlite) => query.load(sqlite)?,
-    };
-    Ok(found)
+/// Writes several batches in one transaction (one commit, one statement per table)
+/// and answers each batch on its own: a batch naming an unknown user is refused
+/// alone, and if the shared transaction fails, each batch is retried in its own.
+/// Records are applied in order, so of two records with the same `request_id` the
+/// first is applied and the second counted a duplicate, within or across batches.
+pub fn write_batches(
+    conn: &mut DbConnection,
+    batches: &[PreparedBatch],
+) -> Vec<Result<IngestOutcome>> {
+    match write_round(conn, batches) {
+        Ok(outcomes) => outcomes,
+        Err(error) if batches.len() <= 1 => vec![Err(error)],
+        Err(_) => batches
+            .iter()
+            .map(|b| {
+                write_round(conn, std::slice::from_ref(b))
+                    .and_then(|mut v| v.pop().unwrap_or(Err(Error::NotFound("batch"))))
+            })
+            .collect(),
+    }
 }
 
-/// `(user_id, lease_id, total_tokens)` of a row actually inserted.
-type Inserted = (i64, Option<String>, i64);
+fn write_round(
+    conn: &mut DbConnection,
+    batches: &[PreparedBatch],
+) -> Result<Vec<Result<IngestOutcome>>> {
+    let empty = IngestOutcome {
+        applied: 0,
+        duplicates: 0,
+    };
+    if batches.iter().all(PreparedBatch::is_empty) {
+        return Ok(batches.iter().map(|_| Ok(empty)).collect());
+    }
+    write_transaction(conn, |conn| {
+        // Every charged user must exist; a batch naming an unknown one is refused
+        // whole (and alone).
+        let user_ids: BTreeSet<i64> = batches
+            .iter()
+            .flat_map(|b| b.batch.records.iter().map(|r| r.user_id))
+            .collect();
+        let user_ids: Vec<i64> = user_ids.into_iter().collect();
+        let known: BTreeSet<i64> = existing_users(conn, &user_ids)?.into_iter().collect();
+        let mut outcomes: Vec<Result<IngestOutcome>> = batches
+            .iter()
+            .map(|b| {
+                match b
+                    .batch
+                    .records
+                    .iter()
+                    .position(|r| !known.contains(&r.user_id))
+                {
+                    Some(index) => Err(Error::invalid(
+                        format!("records[{index}].user_id"),
+                        "no such user",
+                    )),
+                    None => Ok(empty),
+                }
+            })
+            .collect();
+        let accepted: Vec<&PreparedBatch> = batches
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.is_ok())
+            .map(|(b, _)| b)
+            .collect();
+        let rows: Vec<NewUsageRecord<'_>> = accepted.iter().flat_map(|b| b.rows()).collect();
+        if rows.is_empty() {
+            return Ok(outcomes);
+        }
 
-/// Multi-row insert skipping known request ids; returns the rows actually inserted.
-/// `ON CONFLICT` is not in diesel's multi-backend, hence the match.
-fn insert_new(conn: &mut DbConnection, chunk: &[NewUsageRecord<'_>]) -> Result<Vec<Inserted>> {
+        // The records first: concurrent transactions insert side by side. Then the
+        // contended rows (running totals, then leases, each in key order so
+        // transactions cannot deadlock), held only until the commit just after.
+        let mut inserted: HashMap<String, Inserted> = insert_new(conn, &rows)?
+            .into_iter()
+            .map(|row| (row.0.clone(), row))
+            .collect();
+
+        let mut per_user: BTreeMap<(i64, NaiveDateTime), i64> = BTreeMap::new();
+        let mut per_lease: BTreeMap<String, i64> = BTreeMap::new();
+        let mut accepted_outcomes = outcomes.iter_mut().filter(|o| o.is_ok());
+        for batch in &accepted {
+            let mut applied = 0;
+            for record in &batch.batch.records {
+                // The first occurrence of a request id is the one that was inserted.
+                let Some((_, user_id, lease_id, total)) = inserted.remove(&record.request_id)
+                else {
+                    continue;
+                };
+                applied += 1;
+                let sum = per_user.entry((user_id, batch.period_start)).or_default();
+                *sum = sum.saturating_add(total);
+                if let Some(lease_id) = lease_id {
+                    let sum = per_lease.entry(lease_id).or_default();
+                    *sum = sum.saturating_add(total);
+                }
+            }
+            if let Some(outcome) = accepted_outcomes.next() {
+                *outcome = Ok(IngestOutcome {
+                    applied,
+                    duplicates: batch.len() - applied,
+                });
+            }
+        }
+        let totals: Vec<NewUsageTotal> = per_user
+            .into_iter()
+            .map(|((user_id, period_start), tokens)| NewUsageTotal {
+                user_id,
+                period_start,
+                used_tokens: tokens,
+            })
+            .collect();
+        add_to_totals(conn, &totals)?;
+        add_to_leases(conn, &per_lease)?;
+        Ok(outcomes)
+    })
+}
+
+impl PreparedBatch {
+    /// The insert rows of this batch.
+    fn rows(&self) -> impl Iterator<Item = NewUsageRecord<'_>> {
+        let proxy_id = self.batch.proxy_id.trim();
+        self.batch
+            .records
+            .iter()
+            .zip(&self.costs)
+            .map(move |(r, cost)| NewUsageRecord {
+                request_id: &r.request_id,
+                user_id: r.user_id,
+                lease_id: r.lease_id.as_deref(),
+                proxy_id,
+                provider: &r.provider,
+                model: &r.model,
+                input_tokens: r.input_tokens,
+                output_tokens: r.output_tokens,
+                total_tokens: r.total_tokens,
+                cached_tokens: r.cached_tokens,
+                reasoning_tokens: r.reasoning_tokens,
+                status: r.status,
+                estimated: r.estimated,
+                priority: r.priority.as_str(),
+                project_id: r.project_id.as_deref(),
+                privacy: r.privacy.as_str(),
+                occurred_at: r.occurred_at.unwrap_or(self.now),
+                created_at: self.now,
+                period_start: self.period_start,
+                cost_nano_usd: cost.nano_usd,
+                unpriced: cost.unpriced,
+            })
+    }
+}
+
+/// `SELECT id FROM users WHERE id IN (…)`.
+///
+/// No user lock is needed: a grant reads `used` and the holds in one statement after
+/// locking the user, so it sees a batch entirely or not at all, and a batch can only
+/// lower what is available. (On SQLite the whole batch holds the write lock anyway.)
+fn existing_users(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<i64>> {
+    Ok(users::table
+        .filter(users::id.eq_any(ids))
+        .select(users::id)
+        .load(conn)?)
+}
+
+/// `(request_id, user_id, lease_id, total_tokens)` of a row actually inserted.
+type Inserted = (String, i64, Option<String>, i64);
+
+/// Inserts the records, skipping known request ids; returns the rows actually
+/// inserted. SQLite: multi-row `INSERT … VALUES` in chunks. PostgreSQL: one
+/// `INSERT … SELECT FROM unnest(<one array per column>)` for the whole batch — a fixed
+/// statement of 21 array parameters is parsed and planned in microseconds, where a
+/// 500-row `VALUES` list has 11,500 parameters to parse and plan on every batch.
+fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Vec<Inserted>> {
     let returning = (
+        usage_records::request_id,
         usage_records::user_id,
         usage_records::lease_id,
         usage_records::total_tokens,
     );
-    let rows = match conn {
-        DbConnection::Sqlite(c) => diesel::insert_into(usage_records::table)
-            .values(chunk)
-            .on_conflict(usage_records::request_id)
-            .do_nothing()
-            .returning(returning)
-            .get_results(c)?,
-        DbConnection::Postgres(c) => diesel::insert_into(usage_records::table)
-            .values(chunk)
-            .on_conflict(usage_records::request_id)
-            .do_nothing()
-            .returning(returning)
-            .get_results(c)?,
-    };
-    Ok(rows)
+    match conn {
+        DbConnection::Sqlite(c) => {
+            let mut inserted = Vec::with_capacity(rows.len());
+            for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
+                let chunk: Vec<Inserted> = diesel::insert_into(usage_records::table)
+                    .values(chunk)
+                    .on_conflict(usage_records::request_id)
+                    .do_nothing()
+                    .returning(returning)
+                    .get_results(c)?;
+                inserted.extend(chunk);
+            }
+            Ok(inserted)
+        }
+        DbConnection::Postgres(pg) => insert_new_postgres(pg, rows),
+    }
 }
 
-/// Adds to the user's running total for the period (insert or increment).
-fn add_to_total(conn: &mut DbConnection, row: NewUsageTotal) -> Result<()> {
-    let target = (usage_totals::user_id, usage_totals::period_start);
-    let increment = usage_totals::used_tokens
-        .eq(usage_totals::used_tokens + excluded(usage_totals::used_tokens));
+/// A row returned by the PostgreSQL bulk insert.
+#[derive(QueryableByName)]
+struct InsertedRow {
+    #[diesel(sql_type = Text)]
+    request_id: String,
+    #[diesel(sql_type = BigInt)]
+    user_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    lease_id: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    total_tokens: i64,
+}
+
+fn insert_new_postgres(
+    pg: &mut PgConnection,
+    rows: &[NewUsageRecord<'_>],
+) -> Result<Vec<Inserted>> {
+    fn column<'r, T>(
+        rows: &'r [NewUsageRecord<'r>],
+        f: impl Fn(&'r NewUsageRecord<'r>) -> T,
+    ) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
+    let inserted: Vec<InsertedRow> = diesel::sql_query(
+        "INSERT INTO usage_records (request_id, user_id, lease_id, proxy_id, provider, model, \
+         input_tokens, output_tokens, total_tokens, cached_tokens, reasoning_tokens, status, \
+         estimated, priority, project_id, privacy, occurred_at, created_at, period_start, \
+         cost_nano_usd, unpriced) \
+         SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+         $15, $16, $17, $18, $19, $20, $21) \
+         ON CONFLICT (request_id) DO NOTHING RETURNING request_id, user_id, lease_id, total_tokens",
+    )
+    .bind::<Array<Text>, _>(column(rows, |r| r.request_id))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.user_id))
+    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.lease_id))
+    .bind::<Array<Text>, _>(column(rows, |r| r.proxy_id))
+    .bind::<Array<Text>, _>(column(rows, |r| r.provider))
+    .bind::<Array<Text>, _>(column(rows, |r| r.model))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.input_tokens))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.output_tokens))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.total_tokens))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.cached_tokens))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.reasoning_tokens))
+    .bind::<Array<Integer>, _>(column(rows, |r| r.status))
+    .bind::<Array<Bool>, _>(column(rows, |r| r.estimated))
+    .bind::<Array<Text>, _>(column(rows, |r| r.priority))
+    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.project_id))
+    .bind::<Array<Text>, _>(column(rows, |r| r.privacy))
+    .bind::<Array<Timestamp>, _>(column(rows, |r| r.occurred_at))
+    .bind::<Array<Timestamp>, _>(column(rows, |r| r.created_at))
+    .bind::<Array<Timestamp>, _>(column(rows, |r| r.period_start))
+    .bind::<Array<BigInt>, _>(column(rows, |r| r.cost_nano_usd))
+    .bind::<Array<Bool>, _>(column(rows, |r| r.unpriced))
+    .load(pg)?;
+    Ok(inserted
+        .into_iter()
+        .map(|r| (r.request_id, r.user_id, r.lease_id, r.total_tokens))
+        .collect())
+}
+
+/// Adds to users' running totals for the period (insert or increment), one
+/// statement for many users, in the given (user id) order.
+fn add_to_totals(conn: &mut DbConnection, rows: &[NewUsageTotal]) -> Result<()> {
     match conn {
-        DbConnection::Sqlite(c) => diesel::insert_into(usage_totals::table)
-            .values(&row)
-            .on_conflict(target)
-            .do_update()
-            .set(increment)
-            .execute(c)?,
-        DbConnection::Postgres(c) => diesel::insert_into(usage_totals::table)
-            .values(&row)
-            .on_conflict(target)
-            .do_update()
-            .set(increment)
-            .execute(c)?,
-    };
+        DbConnection::Sqlite(c) => {
+            let target = (usage_totals::user_id, usage_totals::period_start);
+            let increment = usage_totals::used_tokens
+                .eq(usage_totals::used_tokens + excluded(usage_totals::used_tokens));
+            for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
+                diesel::insert_into(usage_totals::table)
+                    .values(chunk)
+                    .on_conflict(target)
+                    .do_update()
+                    .set(increment)
+                    .execute(c)?;
+            }
+        }
+        DbConnection::Postgres(pg) => {
+            diesel::sql_query(
+                "INSERT INTO usage_totals (user_id, period_start, used_tokens) \
+                 SELECT * FROM unnest($1, $2, $3) \
+                 ON CONFLICT (user_id, period_start) \
+                 DO UPDATE SET used_tokens = usage_totals.used_tokens + excluded.used_tokens",
+            )
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+            .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.period_start).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.used_tokens).collect::<Vec<_>>())
+            .execute(pg)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds usage to leases' `used_tokens`. No row updated = unknown lease; the usage is
+/// charged to the user anyway. PostgreSQL: one statement over `unnest`ed arrays (a
+/// round trip per lease would dominate a batch); SQLite: one cached statement per
+/// lease, in-process.
+fn add_to_leases(conn: &mut DbConnection, per_lease: &BTreeMap<String, i64>) -> Result<()> {
+    if per_lease.is_empty() {
+        return Ok(());
+    }
+    match conn {
+        DbConnection::Postgres(pg) => {
+            let ids: Vec<&str> = per_lease.keys().map(String::as_str).collect();
+            let tokens: Vec<i64> = per_lease.values().copied().collect();
+            diesel::sql_query(
+                "UPDATE leases SET used_tokens = leases.used_tokens + v.tokens \
+                 FROM unnest($1, $2) AS v(id, tokens) WHERE leases.id = v.id",
+            )
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<BigInt>, _>(tokens)
+            .execute(pg)?;
+        }
+        DbConnection::Sqlite(_) => {
+            for (lease_id, tokens) in per_lease {
+                diesel::update(leases::table.find(lease_id))
+                    .set(leases::used_tokens.eq(leases::used_tokens + tokens))
+                    .execute(conn)?;
+            }
+        }
+    }
     Ok(())
 }
 

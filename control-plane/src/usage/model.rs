@@ -33,6 +33,10 @@ pub struct UsageRecord {
     pub occurred_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub period_start: NaiveDateTime,
+    /// Cost in billionths of a USD (0 when `unpriced`).
+    pub cost_nano_usd: i64,
+    /// The model had no price: the cost is unknown, not zero.
+    pub unpriced: bool,
 }
 
 /// Insert form of [`UsageRecord`]. `None` is written as NULL (not DEFAULT) so a
@@ -60,11 +64,13 @@ pub struct NewUsageRecord<'a> {
     pub occurred_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub period_start: NaiveDateTime,
+    pub cost_nano_usd: i64,
+    pub unpriced: bool,
 }
 
 /// An increment of a user's running usage total for one period.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = usage_totals)]
+#[diesel(table_name = usage_totals, treat_none_as_default_value = false)]
 pub struct NewUsageTotal {
     /// Who.
     pub user_id: i64,

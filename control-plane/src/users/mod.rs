@@ -1,5 +1,6 @@
-//! Users and their API keys: creation (user and key in one transaction), look-up,
-//! and authentication of a presented `tp-` key.
+//! Users and their API keys: creation (user and key in one transaction), changes,
+//! soft deletion, key rotation and revocation, look-up, and authentication of a
+//! presented `tp-` key.
 
 pub mod keys;
 mod model;
@@ -7,6 +8,6 @@ mod service;
 
 pub use model::{NewUser, User, UserStatus};
 pub use service::{
-    authenticate, create_user, find_by_key_hash, get_user, list_users, set_status, CreateUser,
-    CreatedUser,
+    authenticate, create_user, delete_user, find_by_key_hash, get_user, list_users, revoke_keys,
+    rotate_key, set_status, update_user, CreateUser, CreatedUser, UpdateUser,
 };

@@ -52,19 +52,8 @@ pub fn create_user(
     input: CreateUser,
 ) -> Result<CreatedUser> {
     let email = normalize_email(&input.email)?;
-    let name = input.name.trim();
-    if name.is_empty() {
-        return Err(Error::invalid("name", "must not be empty"));
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(Error::invalid(
-            "name",
-            format!("must be at most {MAX_NAME_CHARS} characters"),
-        ));
-    }
-    if input.personal_quota < 0 {
-        return Err(Error::invalid("personal_quota", "must be ≥ 0"));
-    }
+    let name = validate_name(&input.name)?;
+    validate_quota(input.personal_quota)?;
     let key = keys::generate();
 
     let user = write_transaction(conn, |conn| {
@@ -105,6 +94,27 @@ pub fn create_user(
         user,
         api_key: key.plaintext,
     })
+}
+
+fn validate_name(raw: &str) -> Result<&str> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(Error::invalid("name", "must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(Error::invalid(
+            "name",
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    Ok(name)
+}
+
+fn validate_quota(quota: i64) -> Result<()> {
+    if quota < 0 {
+        return Err(Error::invalid("personal_quota", "must be ≥ 0"));
+    }
+    Ok(())
 }
 
 /// Lower-cases and checks an email address (one `@`, a dotted domain, no spaces).
@@ -156,19 +166,21 @@ pub fn authenticate(conn: &mut DbConnection, presented_key: &str) -> Result<Opti
     find_by_key_hash(conn, &keys::hash_key(presented_key))
 }
 
-/// One user by id.
+/// One user by id (deleted users are not found).
 pub fn get_user(conn: &mut DbConnection, id: i64) -> Result<User> {
     users::table
         .find(id)
+        .filter(users::deleted_at.is_null())
         .select(User::as_select())
         .first(conn)
         .optional()?
         .ok_or(Error::NotFound("user"))
 }
 
-/// All users, oldest first.
+/// All users but deleted ones, oldest first.
 pub fn list_users(conn: &mut DbConnection) -> Result<Vec<User>> {
     Ok(users::table
+        .filter(users::deleted_at.is_null())
         .order(users::id.asc())
         .select(User::as_select())
         .load(conn)?)
@@ -181,13 +193,124 @@ pub fn set_status(
     id: i64,
     status: UserStatus,
 ) -> Result<User> {
-    let changed = diesel::update(users::table.find(id))
+    let changed = diesel::update(users::table.find(id).filter(users::deleted_at.is_null()))
         .set((users::status.eq(status.as_str()), users::updated_at.eq(now)))
         .execute(conn)?;
     if changed == 0 {
         return Err(Error::NotFound("user"));
     }
     get_user(conn, id)
+}
+
+/// What an admin may change on a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateUser {
+    /// New email, unique (case-insensitive).
+    pub email: Option<String>,
+    /// New display name, 1–200 characters.
+    pub name: Option<String>,
+    /// New tokens per period, ≥ 0.
+    pub personal_quota: Option<i64>,
+    /// New status.
+    pub status: Option<UserStatus>,
+    /// New admin flag.
+    pub is_admin: Option<bool>,
+}
+
+/// Validates every given field, then changes them together (all or nothing).
+pub fn update_user(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    id: i64,
+    input: UpdateUser,
+) -> Result<User> {
+    let email = input.email.as_deref().map(normalize_email).transpose()?;
+    let name = input.name.as_deref().map(validate_name).transpose()?;
+    if let Some(quota) = input.personal_quota {
+        validate_quota(quota)?;
+    }
+    write_transaction(conn, |conn| {
+        let current = get_user(conn, id)?;
+        if let Some(email) = &email {
+            let taken: i64 = users::table
+                .filter(users::email.eq(email))
+                .filter(users::id.ne(id))
+                .count()
+                .get_result(conn)?;
+            if taken > 0 {
+                return Err(Error::EmailTaken);
+            }
+        }
+        let status = input
+            .status
+            .map_or_else(|| current.status.clone(), |s| s.as_str().to_owned());
+        diesel::update(users::table.find(id))
+            .set((
+                users::email.eq(email.as_deref().unwrap_or(&current.email)),
+                users::name.eq(name.unwrap_or(&current.name)),
+                users::personal_quota.eq(input.personal_quota.unwrap_or(current.personal_quota)),
+                users::status.eq(&status),
+                users::is_admin.eq(input.is_admin.unwrap_or(current.is_admin)),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .map_err(unique_violation_is_email_taken)?;
+        get_user(conn, id)
+    })
+}
+
+/// Soft-deletes a user: every key revoked (requests and proxies see `invalid_key`
+/// within seconds), the user hidden from the admin API; usage history kept.
+pub fn delete_user(conn: &mut DbConnection, now: NaiveDateTime, id: i64) -> Result<()> {
+    write_transaction(conn, |conn| {
+        get_user(conn, id)?;
+        revoke_all(conn, now, id)?;
+        diesel::update(users::table.find(id))
+            .set((users::deleted_at.eq(Some(now)), users::updated_at.eq(now)))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// Revokes every key of a user; returns how many were live.
+pub fn revoke_keys(conn: &mut DbConnection, now: NaiveDateTime, id: i64) -> Result<usize> {
+    write_transaction(conn, |conn| {
+        get_user(conn, id)?;
+        revoke_all(conn, now, id)
+    })
+}
+
+/// Replaces a user's keys by a new one (returned once), atomically: the old keys stop
+/// working in the same transaction.
+pub fn rotate_key(conn: &mut DbConnection, now: NaiveDateTime, id: i64) -> Result<CreatedUser> {
+    let key = keys::generate();
+    let user = write_transaction(conn, |conn| {
+        let user = get_user(conn, id)?;
+        revoke_all(conn, now, id)?;
+        diesel::insert_into(api_keys::table)
+            .values(NewApiKey {
+                user_id: id,
+                key_hash: &key.hash,
+                key_prefix: &key.display_prefix,
+                created_at: now,
+            })
+            .execute(conn)?;
+        Ok::<_, Error>(user)
+    })?;
+    Ok(CreatedUser {
+        user,
+        api_key: key.plaintext,
+    })
+}
+
+fn revoke_all(conn: &mut DbConnection, now: NaiveDateTime, id: i64) -> Result<usize> {
+    Ok(diesel::update(
+        api_keys::table
+            .filter(api_keys::user_id.eq(id))
+            .filter(api_keys::revoked_at.is_null()),
+    )
+    .set(api_keys::revoked_at.eq(Some(now)))
+    .execute(conn)?)
 }
 
 #[cfg(test)]

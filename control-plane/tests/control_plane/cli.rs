@@ -106,3 +106,25 @@ fn bad_configuration_is_named_and_stops_start_up() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ALFRED_FILTER_TOKEN"));
 }
+
+#[test]
+fn a_bad_pricing_file_stops_serve_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("prices.json"), "{not json").unwrap();
+    let token = "f".repeat(40);
+    for file in ["prices.json", "missing.json"] {
+        let out = alfred(
+            dir.path(),
+            &["serve"],
+            &[
+                ("DATABASE_URL", "sqlite:///./alfred.db"),
+                ("ALFRED_FILTER_TOKEN", &token),
+                ("ALFRED_BIND", "127.0.0.1:0"),
+                ("PRICING_FILE", file),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("error: PRICING_FILE: "), "{stderr}");
+    }
+}

@@ -342,13 +342,12 @@ http_test!(lease_decisions_on_the_wire, |db| {
         json!({"decision": "granted", "lease_id": lease_id, "user_id": uid, "granted_tokens": 600,
                "expires_in_ms": 60000, "quota_remaining": 1000, "period_reset_s": 43200})
     );
+    // The same proxy asking again extends its lease: same id, the new total.
     let (_, body) = send(&app, ask(600)).await;
     assert_eq!(
-        (
-            body["granted_tokens"].as_i64(),
-            body["quota_remaining"].as_i64()
-        ),
-        (Some(400), Some(400))
+        body,
+        json!({"decision": "granted", "lease_id": lease_id, "user_id": uid, "granted_tokens": 1000,
+               "expires_in_ms": 60000, "quota_remaining": 1000, "period_reset_s": 43200})
     );
     let (status, body) = send(&app, ask(1)).await;
     assert_eq!(status, StatusCode::OK);
@@ -493,4 +492,353 @@ http_test!(usage_is_idempotent_and_shows_in_the_quota, |db| {
     clock.advance(TimeDelta::days(-1));
     let (_, body) = send(&app, quota()).await;
     assert_eq!(body["used_tokens"].as_i64(), Some(3500));
+});
+
+http_test!(sync_on_the_wire, |db| {
+    let clock = TestClock::new(start_time());
+    let app = app!(db, clock);
+    let user = create_user(&db, "sync@example.com", 1000, false);
+    let gone = create_user(&db, "gone@example.com", 1000, false);
+    users::set_status(
+        &mut db.conn(),
+        start_time(),
+        gone.user.id,
+        UserStatus::Suspended,
+    )
+    .unwrap();
+    let hash = keys::hash_key(&user.api_key);
+    let gone_hash = keys::hash_key(&gone.api_key);
+    let unknown = keys::hash_key(&keys::generate().plaintext);
+    let (status, body) = send(
+        &app,
+        internal(
+            "/internal/v1/sync",
+            json!({"proxy_id": "envoy-1", "key_hashes": [hash, gone_hash, unknown]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"keys": [
+            {"key_hash": hash, "decision": "active"},
+            {"key_hash": gone_hash, "decision": "suspended"},
+            {"key_hash": unknown, "decision": "invalid_key"},
+        ]})
+    );
+
+    // Exhausted carries the scope and the reset.
+    send(
+        &app,
+        internal("/internal/v1/usage", json!({"proxy_id": "envoy-1", "records": [
+            {"request_id": "s-1", "user_id": user.user.id, "model": "gpt-4o", "total_tokens": 1000}]})),
+    )
+    .await;
+    let (_, body) = send(
+        &app,
+        internal(
+            "/internal/v1/sync",
+            json!({"proxy_id": "envoy-1", "key_hashes": [hash]}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({"keys": [{"key_hash": hash, "decision": "exhausted", "budget_scope": "personal", "period_reset_s": 43200}]})
+    );
+
+    let too_many = vec![unknown.clone(); 501];
+    let (status, body) = send(
+        &app,
+        internal(
+            "/internal/v1/sync",
+            json!({"proxy_id": "envoy-1", "key_hashes": too_many}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422, Some("key_hashes"))
+    );
+    let no_token = test::TestRequest::post()
+        .uri("/internal/v1/sync")
+        .set_json(json!({"proxy_id": "envoy-1", "key_hashes": []}));
+    let (status, body) = send(&app, no_token).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (401, Some("invalid_filter_token"))
+    );
+});
+
+fn admin_req(method: &str, uri: &str, key: &str, body: Option<&str>) -> test::TestRequest {
+    let req = match method {
+        "PUT" => test::TestRequest::put(),
+        "DELETE" => test::TestRequest::delete(),
+        "POST" => test::TestRequest::post(),
+        _ => test::TestRequest::get(),
+    }
+    .uri(uri)
+    .insert_header(("x-api-key", key.to_owned()));
+    match body {
+        Some(body) => req
+            .insert_header(("content-type", "application/json"))
+            .set_payload(body.to_owned()),
+        None => req,
+    }
+}
+
+http_test!(admin_edits_a_user_and_nothing_is_half_written, |db| {
+    let clock = TestClock::new(start_time());
+    let app = app!(db, clock);
+    let admin = create_user(&db, "admin@example.com", 10_000, true);
+    let user = create_user(&db, "user@example.com", 1000, false);
+    let uri = format!("/v1/admin/users/{}", user.user.id);
+
+    let (status, body) = send(
+        &app,
+        admin_req(
+            "PUT",
+            &uri,
+            &admin.api_key,
+            Some(r#"{"name": "Updated Name", "personal_quota": 10000, "status": "on_vacation"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            &body["name"],
+            &body["email"],
+            &body["personal_quota"],
+            &body["status"],
+            &body["is_admin"],
+            &body["available_quota"]
+        ),
+        (
+            &json!("Updated Name"),
+            &json!("user@example.com"),
+            &json!(10000),
+            &json!("on_vacation"),
+            &json!(false),
+            &json!(10000)
+        )
+    );
+    let before = body;
+
+    let cases: &[(&str, u16, &str, &str)] = &[
+        (
+            r#"{"personal_quota": -1}"#,
+            422,
+            "personal_quota",
+            "invalid_value",
+        ),
+        (r#"{"status": "retired"}"#, 422, "status", "invalid_value"),
+        (
+            r#"{"name": "Changed", "email": "not-an-email"}"#,
+            422,
+            "email",
+            "invalid_value",
+        ),
+        (
+            r#"{"name": "", "personal_quota": 5}"#,
+            422,
+            "name",
+            "invalid_value",
+        ),
+        (
+            r#"{"name": "Changed", "email": "ADMIN@example.com"}"#,
+            409,
+            "email",
+            "email_taken",
+        ),
+        (
+            r#"{"name": "Changed", "role": "admin"}"#,
+            422,
+            "role",
+            "unknown_field",
+        ),
+        (r#"{"is_admin": "yes"}"#, 422, "is_admin", "invalid_type"),
+    ];
+    for (payload, status, field, code) in cases {
+        let (got, answer) = send(&app, admin_req("PUT", &uri, &admin.api_key, Some(payload))).await;
+        assert_eq!(got.as_u16(), *status, "{payload} → {answer}");
+        assert_eq!(answer["error"]["field"], *field, "{payload} → {answer}");
+        assert_eq!(answer["error"]["code"], *code, "{payload} → {answer}");
+    }
+    let (_, after) = send(&app, admin_req("GET", &uri, &admin.api_key, None)).await;
+    assert_eq!(after, before, "a refused update changed nothing");
+
+    // Changing the email to its own (another case) is fine; promotion works at once.
+    let (status, body) = send(
+        &app,
+        admin_req(
+            "PUT",
+            &uri,
+            &admin.api_key,
+            Some(r#"{"email": "USER@example.com", "is_admin": true}"#),
+        ),
+    )
+    .await;
+    assert_eq!((status, &body["is_admin"]), (StatusCode::OK, &json!(true)));
+    let (status, _) = send(
+        &app,
+        admin_req("GET", "/v1/admin/users", &user.api_key, None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    for missing in ["/v1/admin/users/99999", "/v1/admin/users/abc"] {
+        let (status, _) = send(
+            &app,
+            admin_req("PUT", missing, &admin.api_key, Some(r#"{"name": "X"}"#)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let plain = create_user(&db, "plain@example.com", 10, false);
+    let (status, _) = send(
+        &app,
+        admin_req("PUT", &uri, &plain.api_key, Some(r#"{"name": "X"}"#)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+});
+
+http_test!(rotation_revocation_and_deletion_stop_the_old_keys, |db| {
+    let clock = TestClock::new(start_time());
+    let app = app!(db, clock);
+    let admin = create_user(&db, "admin@example.com", 10_000, true);
+    let user = create_user(&db, "user@example.com", 1000, false);
+    let uid = user.user.id;
+    let quota = |key: &str| {
+        test::TestRequest::get()
+            .uri("/v1/users/me/quota")
+            .insert_header(("x-api-key", key.to_owned()))
+    };
+    let sync = |key: &str| {
+        internal(
+            "/internal/v1/sync",
+            json!({"proxy_id": "envoy-1", "key_hashes": [keys::hash_key(key)]}),
+        )
+    };
+
+    let (status, body) = send(
+        &app,
+        admin_req(
+            "POST",
+            &format!("/v1/admin/users/{uid}/rotate-key"),
+            &admin.api_key,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let new_key = body["api_key"].as_str().unwrap().to_owned();
+    assert!(keys::is_well_formed(&new_key) && new_key != user.api_key);
+    assert_eq!(body["id"], uid);
+    assert_eq!(
+        send(&app, quota(&user.api_key)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(send(&app, quota(&new_key)).await.0, StatusCode::OK);
+    let (_, body) = send(&app, sync(&user.api_key)).await;
+    assert_eq!(body["keys"][0]["decision"], "invalid_key");
+    let (_, body) = send(&app, sync(&new_key)).await;
+    assert_eq!(body["keys"][0]["decision"], "active");
+    let stored: i64 = api_keys::table
+        .filter(api_keys::user_id.eq(uid))
+        .count()
+        .get_result(&mut db.conn())
+        .unwrap();
+    assert_eq!(stored, 2, "the old key is revoked, not deleted");
+
+    let (status, body) = send(
+        &app,
+        admin_req(
+            "DELETE",
+            &format!("/v1/admin/users/{uid}/keys"),
+            &admin.api_key,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"id": uid, "revoked": 1}))
+    );
+    assert_eq!(
+        send(&app, quota(&new_key)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, body) = send(&app, sync(&new_key)).await;
+    assert_eq!(body["keys"][0]["decision"], "invalid_key");
+    let (_, body) = send(
+        &app,
+        internal("/internal/v1/leases", json!({"key_hash": keys::hash_key(&new_key), "proxy_id": "envoy-1", "requested_tokens": 5})),
+    )
+    .await;
+    assert_eq!(body, json!({"decision": "invalid_key"}));
+
+    // Deletion: a fresh key first, so there is something to stop.
+    let (_, body) = send(
+        &app,
+        admin_req(
+            "POST",
+            &format!("/v1/admin/users/{uid}/rotate-key"),
+            &admin.api_key,
+            None,
+        ),
+    )
+    .await;
+    let last_key = body["api_key"].as_str().unwrap().to_owned();
+    let uri = format!("/v1/admin/users/{uid}");
+    let (status, body) = send(&app, admin_req("DELETE", &uri, &admin.api_key, None)).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"id": uid, "deleted": true}))
+    );
+    assert_eq!(
+        send(&app, quota(&last_key)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, body) = send(&app, sync(&last_key)).await;
+    assert_eq!(body["keys"][0]["decision"], "invalid_key");
+    for (method, path) in [
+        ("GET", uri.clone()),
+        ("DELETE", uri.clone()),
+        ("POST", format!("{uri}/rotate-key")),
+        ("DELETE", format!("{uri}/keys")),
+    ] {
+        let (status, _) = send(&app, admin_req(method, &path, &admin.api_key, None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    let (status, _) = send(
+        &app,
+        admin_req("PUT", &uri, &admin.api_key, Some(r#"{"name":"Back"}"#)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, list) = send(
+        &app,
+        admin_req("GET", "/v1/admin/users", &admin.api_key, None),
+    )
+    .await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    // The row and its history stay.
+    assert_eq!(user_count(&db), 2);
+
+    let (status, body) = send(
+        &app,
+        admin_req(
+            "DELETE",
+            &format!("/v1/admin/users/{}", admin.user.id),
+            &admin.api_key,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422, Some("id"))
+    );
 });

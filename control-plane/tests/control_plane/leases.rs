@@ -4,6 +4,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use alfred_control_plane::leases::{self, LeaseDecision, LeasePolicy, LeaseRequest};
+use alfred_control_plane::pricing::PriceCatalog;
 use alfred_control_plane::quota::{self, Priority, QuotaPeriod};
 use alfred_control_plane::usage::{self, Privacy, UsageBatch, UsageReport};
 use alfred_control_plane::users::{self, keys, UserStatus};
@@ -77,7 +78,10 @@ db_test!(grants_min_of_requested_and_available_then_exhausts, |db| {
         (60_000, 43_200, user.user.id)
     );
 
-    let second = leases::grant(&mut db.conn(), now, POLICY, request(&user.api_key, 800)).unwrap();
+    // Another proxy gets the rest.
+    let mut other_proxy = request(&user.api_key, 800);
+    other_proxy.proxy_id = "envoy-b".into();
+    let second = leases::grant(&mut db.conn(), now, POLICY, other_proxy).unwrap();
     assert_eq!(granted(&second), (700, 700));
 
     let third = leases::grant(&mut db.conn(), now, POLICY, request(&user.api_key, 1)).unwrap();
@@ -175,9 +179,18 @@ db_test!(usage_turns_holds_into_used, |db| {
         proxy_id: "envoy-a".into(),
         records: vec![report("r1", user.user.id, Some(lease_id), 200)],
     };
-    usage::ingest(&mut db.conn(), now, QuotaPeriod::Monthly, batch).unwrap();
+    usage::ingest(
+        &mut db.conn(),
+        now,
+        QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
+        batch,
+    )
+    .unwrap();
     // used 200, this lease holds 300: another proxy may get 500.
-    let other = leases::grant(&mut db.conn(), now, POLICY, request(&user.api_key, 10_000)).unwrap();
+    let mut other_proxy = request(&user.api_key, 10_000);
+    other_proxy.proxy_id = "envoy-b".into();
+    let other = leases::grant(&mut db.conn(), now, POLICY, other_proxy).unwrap();
     assert_eq!(granted(&other), (500, 500));
     let stored = leases::get_lease(&mut db.conn(), lease_id).unwrap();
     assert_eq!((stored.granted_tokens, stored.used_tokens), (500, 200));
@@ -186,7 +199,14 @@ db_test!(usage_turns_holds_into_used, |db| {
         proxy_id: "envoy-a".into(),
         records: vec![report("r2", user.user.id, Some(lease_id), 400)],
     };
-    usage::ingest(&mut db.conn(), now, QuotaPeriod::Monthly, batch).unwrap();
+    usage::ingest(
+        &mut db.conn(),
+        now,
+        QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
+        batch,
+    )
+    .unwrap();
     let balance = quota::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, now).unwrap();
     assert_eq!(
         (
@@ -219,7 +239,14 @@ db_test!(new_period_starts_fresh, |db| {
         proxy_id: "envoy-a".into(),
         records: vec![report("r1", user.user.id, Some(lease_id), 900)],
     };
-    usage::ingest(&mut db.conn(), nov, QuotaPeriod::Monthly, batch).unwrap();
+    usage::ingest(
+        &mut db.conn(),
+        nov,
+        QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
+        batch,
+    )
+    .unwrap();
     // 30 s later it is December: the November lease (still unexpired) holds nothing
     // in the new period and November's usage no longer counts.
     let dec = at("2026-12-01 00:00:30");
@@ -256,14 +283,23 @@ db_test!(concurrent_grants_never_exceed_quota, |db| {
             std::thread::spawn(move || {
                 let mut conn = pool.get().unwrap();
                 barrier.wait();
+                // Each proxy holds one lease, extended by every further grant.
                 let mut total = 0;
+                let mut lease: Option<String> = None;
                 for _ in 0..PER_THREAD {
                     let mut req = request(&key, ASK);
                     req.proxy_id = format!("envoy-{t}");
                     match leases::grant(&mut conn, start_time(), POLICY, req).unwrap() {
-                        LeaseDecision::Granted { granted_tokens, .. } => {
-                            assert!(granted_tokens > 0 && granted_tokens <= ASK);
-                            total += granted_tokens;
+                        LeaseDecision::Granted {
+                            lease_id,
+                            granted_tokens,
+                            ..
+                        } => {
+                            let extra = granted_tokens - total;
+                            assert!(extra > 0 && extra <= ASK, "extra {extra}");
+                            assert!(lease.as_ref().is_none_or(|l| *l == lease_id));
+                            lease = Some(lease_id);
+                            total = granted_tokens;
                         }
                         LeaseDecision::Exhausted { .. } => {}
                         other => panic!("unexpected {other:?}"),
@@ -304,6 +340,7 @@ db_test!(concurrent_grants_and_usage_spend_exactly_the_quota, |db| {
                 let mut conn = pool.get().unwrap();
                 barrier.wait();
                 let mut spent = 0;
+                let mut lease_total = 0;
                 for round in 0.. {
                     let mut req = request(&key, 11);
                     req.proxy_id = format!("envoy-{t}");
@@ -313,19 +350,28 @@ db_test!(concurrent_grants_and_usage_spend_exactly_the_quota, |db| {
                             granted_tokens,
                             ..
                         } => {
+                            // The proxy's lease grew by the difference; spend it.
+                            let extra = granted_tokens - lease_total;
+                            lease_total = granted_tokens;
                             let records = vec![report(
                                 &format!("t{t}-r{round}"),
                                 user_id,
                                 Some(&lease_id),
-                                granted_tokens,
+                                extra,
                             )];
                             let batch = UsageBatch {
                                 proxy_id: format!("envoy-{t}"),
                                 records,
                             };
-                            usage::ingest(&mut conn, start_time(), QuotaPeriod::Monthly, batch)
-                                .unwrap();
-                            spent += granted_tokens;
+                            usage::ingest(
+                                &mut conn,
+                                start_time(),
+                                QuotaPeriod::Monthly,
+                                &PriceCatalog::builtin(),
+                                batch,
+                            )
+                            .unwrap();
+                            spent += extra;
                         }
                         LeaseDecision::Exhausted { .. } => break,
                         other => panic!("unexpected {other:?}"),
@@ -351,5 +397,224 @@ db_test!(concurrent_grants_and_usage_spend_exactly_the_quota, |db| {
             balance.available_quota
         ),
         (QUOTA, 0, 0)
+    );
+});
+
+db_test!(a_proxy_asking_again_extends_its_lease, |db| {
+    let user = create_user(&db, "x@example.com", 1000, false);
+    let uid = user.user.id;
+    let now = start_time();
+    let first = leases::grant(&mut db.conn(), now, POLICY, request(&user.api_key, 300)).unwrap();
+    assert_eq!(granted(&first), (300, 1000));
+    let LeaseDecision::Granted { lease_id: a, .. } = first else {
+        unreachable!()
+    };
+    let mut from_b = request(&user.api_key, 200);
+    from_b.proxy_id = "envoy-b".into();
+    let second = leases::grant(&mut db.conn(), now, POLICY, from_b).unwrap();
+    assert_eq!(granted(&second), (200, 700));
+    let LeaseDecision::Granted { lease_id: b, .. } = second else {
+        unreachable!()
+    };
+    assert_ne!(a, b);
+    let batch = UsageBatch {
+        proxy_id: "envoy-a".into(),
+        records: vec![report("x1", uid, Some(&a), 100)],
+    };
+    usage::ingest(
+        &mut db.conn(),
+        now,
+        QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
+        batch,
+    )
+    .unwrap();
+
+    // 30 s later envoy-a asks for 1000: available = 1000 − 100 used − 200 (its own
+    // hold) − 200 (envoy-b) = 500, so its lease grows by 500 to 800, same id, fresh
+    // expiry; quota_remaining = 500 + its hold 200 + its reported 100.
+    let later = now + TimeDelta::seconds(30);
+    let extended =
+        leases::grant(&mut db.conn(), later, POLICY, request(&user.api_key, 1000)).unwrap();
+    assert_eq!(
+        extended,
+        LeaseDecision::Granted {
+            lease_id: a.clone(),
+            user_id: uid,
+            granted_tokens: 800,
+            expires_in_ms: 60_000,
+            quota_remaining: 800,
+            period_reset_s: 43_170,
+        }
+    );
+    let stored = leases::get_lease(&mut db.conn(), &a).unwrap();
+    assert_eq!(
+        (stored.granted_tokens, stored.used_tokens, stored.expires_at),
+        (800, 100, later + TimeDelta::seconds(60))
+    );
+    let balance = quota::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, later).unwrap();
+    assert_eq!((balance.used_tokens, balance.held_tokens), (100, 900));
+
+    // Nothing left: exhausted, and the lease is left as it was.
+    assert_eq!(
+        leases::grant(&mut db.conn(), later, POLICY, request(&user.api_key, 1)).unwrap(),
+        LeaseDecision::Exhausted {
+            user_id: uid,
+            quota_remaining: 0,
+            period_reset_s: 43_170
+        }
+    );
+    assert_eq!(leases::get_lease(&mut db.conn(), &a).unwrap(), stored);
+
+    // envoy-b's lease expired at +60 s, envoy-a's lives until +90 s: at +60 s envoy-a
+    // can grow by what envoy-b held (1000 − 100 − 700 = 200).
+    let at_60 = now + TimeDelta::seconds(60);
+    let grown = leases::grant(&mut db.conn(), at_60, POLICY, request(&user.api_key, 5000)).unwrap();
+    assert_eq!(granted(&grown), (1000, 1000));
+    let LeaseDecision::Granted { lease_id, .. } = &grown else {
+        unreachable!()
+    };
+    assert_eq!(lease_id, &a);
+
+    // Once it has expired, the next grant is a new lease.
+    let at_200 = now + TimeDelta::seconds(200);
+    let fresh = leases::grant(&mut db.conn(), at_200, POLICY, request(&user.api_key, 50)).unwrap();
+    assert_eq!(granted(&fresh), (50, 900));
+    let LeaseDecision::Granted { lease_id, .. } = &fresh else {
+        unreachable!()
+    };
+    assert_ne!(lease_id, &a);
+});
+
+db_test!(sync_reports_each_key, |db| {
+    use alfred_control_plane::db::schema::api_keys;
+    use alfred_control_plane::error::Error;
+    use alfred_control_plane::leases::{check_keys, KeyCheck, KeyDecision};
+    use diesel::prelude::*;
+
+    let now = start_time();
+    let active = create_user(&db, "active@example.com", 1000, false);
+    let suspended = create_user(&db, "suspended@example.com", 1000, false);
+    users::set_status(
+        &mut db.conn(),
+        now,
+        suspended.user.id,
+        UserStatus::Suspended,
+    )
+    .unwrap();
+    let spent = create_user(&db, "spent@example.com", 100, false);
+    usage::ingest(
+        &mut db.conn(),
+        now,
+        QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
+        UsageBatch {
+            proxy_id: "envoy-a".into(),
+            records: vec![report("s1", spent.user.id, None, 100)],
+        },
+    )
+    .unwrap();
+    // envoy-b holds the whole quota of `held`: nothing left for envoy-a, while
+    // envoy-b itself must keep its lease.
+    let held = create_user(&db, "held@example.com", 100, false);
+    let mut from_b = request(&held.api_key, 100);
+    from_b.proxy_id = "envoy-b".into();
+    assert_eq!(
+        granted(&leases::grant(&mut db.conn(), now, POLICY, from_b).unwrap()).0,
+        100
+    );
+    // A proxy holding the user's whole quota itself is still active.
+    let own = create_user(&db, "own@example.com", 100, false);
+    assert_eq!(
+        granted(&leases::grant(&mut db.conn(), now, POLICY, request(&own.api_key, 100)).unwrap()).0,
+        100
+    );
+    let revoked = create_user(&db, "revoked@example.com", 1000, false);
+    diesel::update(api_keys::table.filter(api_keys::user_id.eq(revoked.user.id)))
+        .set(api_keys::revoked_at.eq(Some(now)))
+        .execute(&mut db.conn())
+        .unwrap();
+    let unknown = keys::hash_key(&keys::generate().plaintext);
+
+    let hashes: Vec<String> = [
+        &active.api_key,
+        &suspended.api_key,
+        &spent.api_key,
+        &held.api_key,
+        &own.api_key,
+        &revoked.api_key,
+    ]
+    .iter()
+    .map(|k| keys::hash_key(k))
+    .chain([
+        unknown.clone(),
+        keys::hash_key(&active.api_key).to_uppercase(),
+    ])
+    .collect();
+    let exhausted = KeyDecision::Exhausted {
+        period_reset_s: 43_200,
+    };
+    let decisions = |proxy: &str| -> Vec<KeyDecision> {
+        let checks = check_keys(&mut db.conn(), now, QuotaPeriod::Monthly, proxy, &hashes).unwrap();
+        assert_eq!(checks.len(), hashes.len());
+        for (check, hash) in checks.iter().zip(&hashes) {
+            assert_eq!(check.key_hash, hash.to_ascii_lowercase());
+        }
+        checks.into_iter().map(|c: KeyCheck| c.decision).collect()
+    };
+    assert_eq!(
+        decisions("envoy-a"),
+        [
+            KeyDecision::Active,
+            KeyDecision::Suspended,
+            exhausted,
+            exhausted,
+            KeyDecision::Active,
+            KeyDecision::InvalidKey,
+            KeyDecision::InvalidKey,
+            KeyDecision::Active,
+        ]
+    );
+    assert_eq!(decisions("envoy-b")[3], KeyDecision::Active);
+    // After the lease expires, envoy-a may have the quota again.
+    let later = now + TimeDelta::seconds(60);
+    let checks = check_keys(
+        &mut db.conn(),
+        later,
+        QuotaPeriod::Monthly,
+        "envoy-a",
+        &hashes[3..4],
+    )
+    .unwrap();
+    assert_eq!(checks[0].decision, KeyDecision::Active);
+
+    let too_many = vec![unknown.clone(); 501];
+    let err = check_keys(
+        &mut db.conn(),
+        now,
+        QuotaPeriod::Monthly,
+        "envoy-a",
+        &too_many,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid { field, .. } if field == "key_hashes"),
+        "{err:?}"
+    );
+    let err = check_keys(
+        &mut db.conn(),
+        now,
+        QuotaPeriod::Monthly,
+        "envoy-a",
+        &[unknown, "xyz".into()],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid { field, .. } if field == "key_hashes[1]"),
+        "{err:?}"
+    );
+    assert_eq!(
+        check_keys(&mut db.conn(), now, QuotaPeriod::Monthly, "envoy-a", &[]).unwrap(),
+        []
     );
 });

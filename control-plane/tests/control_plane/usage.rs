@@ -3,6 +3,7 @@
 use alfred_control_plane::db::schema::usage_records;
 use alfred_control_plane::error::Error;
 use alfred_control_plane::leases::{self, LeaseDecision, LeasePolicy, LeaseRequest};
+use alfred_control_plane::pricing::PriceCatalog;
 use alfred_control_plane::quota::{self, Priority, QuotaPeriod};
 use alfred_control_plane::usage::{self, IngestOutcome, UsageBatch};
 use alfred_control_plane::users::keys;
@@ -69,6 +70,7 @@ db_test!(same_batch_twice_is_charged_once, |db| {
         &mut db.conn(),
         now,
         QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
         batch(records.clone()),
     )
     .unwrap();
@@ -79,7 +81,14 @@ db_test!(same_batch_twice_is_charged_once, |db| {
             duplicates: 0
         }
     );
-    let again = usage::ingest(&mut db.conn(), now, QuotaPeriod::Monthly, batch(records)).unwrap();
+    let again = usage::ingest(
+        &mut db.conn(),
+        now,
+        QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
+        batch(records),
+    )
+    .unwrap();
     assert_eq!(
         again,
         IngestOutcome {
@@ -109,7 +118,14 @@ db_test!(same_batch_twice_is_charged_once, |db| {
         report("req-3", user.user.id, None, 8),
         report("req-4", user.user.id, Some(&lease_id), 1),
     ];
-    let outcome = usage::ingest(&mut db.conn(), now, QuotaPeriod::Monthly, batch(mixed)).unwrap();
+    let outcome = usage::ingest(
+        &mut db.conn(),
+        now,
+        QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
+        batch(mixed),
+    )
+    .unwrap();
     assert_eq!(
         outcome,
         IngestOutcome {
@@ -136,6 +152,7 @@ db_test!(repeats_inside_one_batch_count_once, |db| {
         &mut db.conn(),
         start_time(),
         QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
         batch(records),
     )
     .unwrap();
@@ -164,6 +181,7 @@ db_test!(usage_without_a_known_lease_is_still_charged, |db| {
         &mut db.conn(),
         start_time(),
         QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
         batch(records),
     )
     .unwrap();
@@ -186,6 +204,7 @@ db_test!(a_bad_record_rejects_the_whole_batch, |db| {
         &mut db.conn(),
         start_time(),
         QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
         batch(vec![report("ok", user.user.id, None, 5), negative]),
     )
     .unwrap_err();
@@ -198,6 +217,7 @@ db_test!(a_bad_record_rejects_the_whole_batch, |db| {
         &mut db.conn(),
         start_time(),
         QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
         batch(vec![
             report("ok", user.user.id, None, 5),
             report("ghost", 424_242, None, 5),
@@ -213,6 +233,7 @@ db_test!(a_bad_record_rejects_the_whole_batch, |db| {
         &mut db.conn(),
         start_time(),
         QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
         batch(vec![report("", user.user.id, None, 5)]),
     )
     .unwrap_err();
@@ -242,6 +263,7 @@ db_test!(large_batches_are_one_transaction, |db| {
         &mut db.conn(),
         start_time(),
         QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
         batch(records.clone()),
     )
     .unwrap();
@@ -258,6 +280,7 @@ db_test!(large_batches_are_one_transaction, |db| {
         &mut db.conn(),
         start_time(),
         QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
         batch(records),
     )
     .unwrap();
@@ -280,3 +303,176 @@ db_test!(large_batches_are_one_transaction, |db| {
         7500
     );
 });
+
+db_test!(each_record_is_priced_at_ingestion, |db| {
+    let user = create_user(&db, "cost@example.com", 1_000_000, false);
+    let mut mini = report("c1", user.user.id, None, 1500);
+    mini.model = "gpt-4o-mini-2024-07-18".into();
+    (mini.input_tokens, mini.output_tokens, mini.cached_tokens) = (1000, 500, 0);
+    let mut cached = report("c2", user.user.id, None, 1100);
+    cached.model = "claude-sonnet-4-20250514".into();
+    (
+        cached.input_tokens,
+        cached.output_tokens,
+        cached.cached_tokens,
+    ) = (1000, 100, 800);
+    let mut unknown = report("c3", user.user.id, None, 30);
+    unknown.model = "my-private-finetune".into();
+    usage::ingest(
+        &mut db.conn(),
+        start_time(),
+        QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
+        batch(vec![mini, cached, unknown]),
+    )
+    .unwrap();
+    let mut stored: Vec<(String, i64, bool)> =
+        usage::records_for_user(&mut db.conn(), user.user.id)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.request_id, r.cost_nano_usd, r.unpriced))
+            .collect();
+    stored.sort();
+    assert_eq!(
+        stored,
+        [
+            // 1000 × $0.15/M + 500 × $0.60/M = $0.00045
+            ("c1".to_owned(), 450_000, false),
+            // 200 × $3/M + 800 cached × $0.30/M + 100 × $15/M = $0.00234
+            ("c2".to_owned(), 2_340_000, false),
+            // No price: flagged, never silently free.
+            ("c3".to_owned(), 0, true),
+        ]
+    );
+});
+
+db_test!(merged_batches_are_answered_one_by_one, |db| {
+    use alfred_control_plane::usage::{prepare, write_batches};
+    let a = create_user(&db, "a@example.com", 1_000_000, false);
+    let b = create_user(&db, "b@example.com", 1_000_000, false);
+    let now = start_time();
+    let prep = |records| {
+        prepare(
+            now,
+            QuotaPeriod::Monthly,
+            &PriceCatalog::builtin(),
+            batch(records),
+        )
+        .unwrap()
+    };
+    let batches = vec![
+        prep(vec![
+            report("m1", a.user.id, None, 10),
+            report("m2", a.user.id, None, 20),
+        ]),
+        // m2 again (a retry racing the original), and a new one for b.
+        prep(vec![
+            report("m2", a.user.id, None, 20),
+            report("m3", b.user.id, None, 5),
+        ]),
+        // An unknown user refuses this batch only.
+        prep(vec![
+            report("m4", b.user.id, None, 7),
+            report("m5", 424_242, None, 7),
+        ]),
+        prep(vec![]),
+    ];
+    let outcomes = write_batches(&mut db.conn(), &batches);
+    assert_eq!(outcomes.len(), 4);
+    assert_eq!(
+        outcomes[0].as_ref().unwrap(),
+        &IngestOutcome {
+            applied: 2,
+            duplicates: 0
+        }
+    );
+    assert_eq!(
+        outcomes[1].as_ref().unwrap(),
+        &IngestOutcome {
+            applied: 1,
+            duplicates: 1
+        }
+    );
+    assert!(
+        matches!(&outcomes[2], Err(Error::Invalid { field, .. }) if field == "records[1].user_id"),
+        "{:?}",
+        outcomes[2]
+    );
+    assert_eq!(
+        outcomes[3].as_ref().unwrap(),
+        &IngestOutcome {
+            applied: 0,
+            duplicates: 0
+        }
+    );
+    assert_eq!(count(&db), 3);
+    let period_start = QuotaPeriod::Monthly.bounds(now).start;
+    assert_eq!(
+        quota::used_in_period(&mut db.conn(), a.user.id, period_start).unwrap(),
+        30
+    );
+    assert_eq!(
+        quota::used_in_period(&mut db.conn(), b.user.id, period_start).unwrap(),
+        5
+    );
+    assert_total_matches_records(&db, a.user.id);
+    assert_total_matches_records(&db, b.user.id);
+});
+
+db_test!(
+    the_ingest_queue_applies_every_record_once_under_concurrency,
+    |db| {
+        use std::sync::Arc;
+
+        use alfred_control_plane::usage::{prepare, IngestQueue};
+        const THREADS: usize = 8;
+        const BATCHES: usize = 10;
+        let users: Vec<i64> = (0..4)
+            .map(|i| {
+                create_user(&db, &format!("q{i}@example.com"), 1_000_000_000, false)
+                    .user
+                    .id
+            })
+            .collect();
+        let queue = Arc::new(IngestQueue::new(2));
+        let pool = db.pool();
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (queue, pool, users) = (Arc::clone(&queue), pool.clone(), users.clone());
+                std::thread::spawn(move || {
+                    let mut applied = 0;
+                    for b in 0..BATCHES {
+                        // Every other thread resends the previous thread's batch ids too.
+                        let records = (0..50)
+                            .map(|i| {
+                                let owner = if i % 2 == 0 { t } else { t.saturating_sub(1) };
+                                report(&format!("q-{owner}-{b}-{i}"), users[i % 4], None, 3)
+                            })
+                            .collect();
+                        let prepared = prepare(
+                            start_time(),
+                            QuotaPeriod::Monthly,
+                            &PriceCatalog::builtin(),
+                            batch(records),
+                        )
+                        .unwrap();
+                        let outcome = queue.submit(&pool, prepared).unwrap();
+                        assert_eq!(outcome.applied + outcome.duplicates, 50);
+                        applied += outcome.applied;
+                    }
+                    applied
+                })
+            })
+            .collect();
+        let applied: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        // Distinct ids: thread t sends q-t-* (even i) and q-(t-1)-* (odd i); thread 0
+        // sends q-0-* for both, so the union is THREADS × BATCHES × 50 ids... minus the
+        // odd ids of the last thread's own series, which nobody sends.
+        let distinct = count(&db) as usize;
+        assert_eq!(applied, distinct);
+        assert_eq!(distinct, THREADS * BATCHES * 50 - (BATCHES * 25));
+        for user in users {
+            assert_total_matches_records(&db, user);
+        }
+    }
+);

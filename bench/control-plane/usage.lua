@@ -1,0 +1,57 @@
+-- wrk script: usage batches of 500 records spread over every user, all new.
+-- Reads "key_hash user_id lease_id" lines from $BENCH_USERS.
+local users = {}
+local counter = 0
+local bad = 0
+local threads = {}
+local run = os.getenv("BENCH_RUN") or "r"
+local per_batch = 500
+
+function setup(thread)
+    table.insert(threads, thread)
+    thread:set("id", #threads)
+end
+
+function init(args)
+    for line in io.lines(os.getenv("BENCH_USERS")) do
+        local hash, uid, lease = line:match("^(%x+) (%d+) (%S+)")
+        if hash then table.insert(users, {uid, lease}) end
+    end
+end
+
+function request()
+    counter = counter + 1
+    local parts = {}
+    for i = 1, per_batch do
+        local n = counter * per_batch + i
+        local u = users[(n % #users) + 1]
+        parts[i] = '{"request_id":"' .. run .. '-' .. id .. '-' .. counter .. '-' .. i ..
+            '","lease_id":"' .. u[2] .. '","user_id":' .. u[1] ..
+            ',"provider":"openai","model":"gpt-4o-mini-2024-07-18","input_tokens":120,' ..
+            '"output_tokens":30,"total_tokens":150,"cached_tokens":0,"reasoning_tokens":0,' ..
+            '"status":200,"estimated":false,"priority":"normal","project_id":null,' ..
+            '"privacy":"standard","ts_ms":1764466000000}'
+    end
+    local body = '{"proxy_id":"bench-proxy-' .. id .. '","records":[' ..
+        table.concat(parts, ",") .. ']}'
+    return wrk.format("POST", "/internal/v1/usage", {
+        ["authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN"),
+        ["content-type"] = "application/json",
+    }, body)
+end
+
+function response(status, headers, body)
+    if status ~= 200 or not body:find('"applied":' .. per_batch, 1, true) then
+        bad = bad + 1
+    end
+end
+
+function done(summary, latency, requests)
+    local not_ok = 0
+    for _, t in ipairs(threads) do not_ok = not_ok + (t:get("bad") or 0) end
+    io.write(string.format(
+        'BENCH {"requests":%d,"duration_us":%d,"not_ok":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d}\n',
+        summary.requests, summary.duration, not_ok,
+        summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+        latency:percentile(50), latency:percentile(99)))
+end
