@@ -5,9 +5,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::auth::{authorize, presented_key, Require};
 use super::error::ApiError;
 use super::json::decode;
-use super::wire::{CreateUserBody, CreatedUserBody, UpdateUserBody, UserBody};
+use super::wire::{
+    CreateUserBody, CreatedUserBody, UpdateUserBody, UsageQuery, UsageRecordView, UserBody,
+};
 use super::AppState;
-use crate::{quota, users};
+use crate::{quota, usage, users};
 
 /// `POST /v1/admin/users` → 201 with the key, shown this once.
 pub async fn create_user(
@@ -78,6 +80,45 @@ pub async fn get_user(
             let user = users::get_user(conn, id)?;
             let balance = quota::balance(conn, &user, period, now)?;
             Ok(UserBody::from((user, balance)))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `GET /v1/admin/users/{id}/usage?limit=N`: the user's newest usage records with
+/// their cost (`unpriced` ones flagged, never shown as free); 404 when absent.
+pub async fn user_usage(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = presented_key(req.headers());
+    let query = web::Query::<UsageQuery>::from_query(req.query_string()).map_err(|e| {
+        ApiError::Unprocessable {
+            message: format!("invalid query string: {e}"),
+            field: Some("limit".into()),
+            code: "invalid_value",
+        }
+    })?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::Unprocessable {
+            message: "limit must be between 1 and 1000".into(),
+            field: Some("limit".into()),
+            code: "invalid_value",
+        });
+    }
+    let raw_id = path.into_inner();
+    let body = state
+        .run(move |conn| {
+            authorize(conn, key.as_deref(), Require::Admin)?;
+            let id = user_id(&raw_id)?;
+            users::get_user(conn, id)?;
+            let records = usage::recent_records(conn, id, limit)?;
+            Ok(records
+                .into_iter()
+                .map(UsageRecordView::from)
+                .collect::<Vec<_>>())
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))

@@ -119,6 +119,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/v1/admin/users/{id}/keys",
             web::delete().to(admin::revoke_keys),
         )
+        .route(
+            "/v1/admin/users/{id}/usage",
+            web::get().to(admin::user_usage),
+        )
         .route("/v1/users/me/quota", web::get().to(me::quota))
         .route("/internal/v1/leases", web::post().to(internal::grant_lease))
         .route("/internal/v1/usage", web::post().to(internal::report_usage))

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::leases::{KeyCheck, KeyDecision, LeaseDecision, LeaseRequest};
 use crate::quota::{Balance, Priority};
-use crate::usage::{IngestOutcome, Privacy, UsageBatch, UsageReport};
+use crate::usage::{IngestOutcome, Privacy, UsageBatch, UsageRecord, UsageReport};
 use crate::users::{CreatedUser, UpdateUser, User};
 
 /// RFC 3339 in UTC with a `Z`, e.g. `2026-11-30T00:00:00Z`.
@@ -447,6 +447,60 @@ impl From<IngestOutcome> for IngestBody {
         Self {
             applied: o.applied,
             duplicates: o.duplicates,
+        }
+    }
+}
+
+/// `GET /v1/admin/users/{id}/usage` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// Most records returned (1 to 1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// One usage record as the admin API shows it. Metadata only: Alfred never stores
+/// prompt or response content.
+#[derive(Debug, Serialize)]
+pub struct UsageRecordView {
+    pub request_id: String,
+    pub provider: String,
+    pub model: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+    pub cached_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub status: i32,
+    pub estimated: bool,
+    pub priority: String,
+    pub project_id: Option<String>,
+    pub privacy: String,
+    pub occurred_at: String,
+    /// Cost in USD; `null` when the model has no price (`unpriced`), never 0 for it.
+    pub cost_usd: Option<f64>,
+    pub unpriced: bool,
+}
+
+impl From<UsageRecord> for UsageRecordView {
+    fn from(r: UsageRecord) -> Self {
+        Self {
+            request_id: r.request_id,
+            provider: r.provider,
+            model: r.model,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            total_tokens: r.total_tokens,
+            cached_tokens: r.cached_tokens,
+            reasoning_tokens: r.reasoning_tokens,
+            status: r.status,
+            estimated: r.estimated,
+            priority: r.priority,
+            project_id: r.project_id,
+            privacy: r.privacy,
+            occurred_at: rfc3339(r.occurred_at),
+            cost_usd: (!r.unpriced).then(|| r.cost_nano_usd as f64 / 1e9),
+            unpriced: r.unpriced,
         }
     }
 }

@@ -557,6 +557,20 @@ fn add_to_leases(conn: &mut DbConnection, per_lease: &BTreeMap<String, i64>) -> 
     Ok(())
 }
 
+/// The newest `limit` usage records of a user, newest first.
+pub fn recent_records(
+    conn: &mut DbConnection,
+    user_id: i64,
+    limit: i64,
+) -> Result<Vec<UsageRecord>> {
+    Ok(usage_records::table
+        .filter(usage_records::user_id.eq(user_id))
+        .order(usage_records::id.desc())
+        .limit(limit)
+        .select(UsageRecord::as_select())
+        .load(conn)?)
+}
+
 /// Usage records of a user, newest first (for tests and analytics).
 pub fn records_for_user(conn: &mut DbConnection, user_id: i64) -> Result<Vec<UsageRecord>> {
     Ok(usage_records::table

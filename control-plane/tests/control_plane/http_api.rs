@@ -438,6 +438,55 @@ http_test!(usage_is_idempotent_and_shows_in_the_quota, |db| {
         (StatusCode::OK, json!({"applied": 0, "duplicates": 2}))
     );
 
+    // Admins see the records with their cost: gpt-4o-mini at $0.15 / $0.60 per 1M
+    // tokens, so 12 in + 3446 out = 1,800 + 2,067,600 nano-USD.
+    let admin = create_user(&db, "usage-admin@example.com", 0, true);
+    let listing = |query: &str| {
+        test::TestRequest::get()
+            .uri(&format!("/v1/admin/users/{uid}/usage{query}"))
+            .insert_header(("x-api-key", admin.api_key.clone()))
+    };
+    let (status, body) = send(&app, listing("?limit=1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body.as_array().map(Vec::len), Some(1));
+    assert_eq!(body[0]["request_id"], "0f8e0000000000000000000000000002");
+    assert_eq!(
+        (
+            body[0]["total_tokens"].as_i64(),
+            body[0]["unpriced"].as_bool()
+        ),
+        (Some(3458), Some(false))
+    );
+    assert!(
+        (body[0]["cost_usd"].as_f64().unwrap() - 0.002_069_4).abs() < 1e-12,
+        "{body}"
+    );
+    let (status, body) = send(&app, listing("")).await;
+    assert_eq!(
+        (status, body.as_array().map(Vec::len)),
+        (StatusCode::OK, Some(2))
+    );
+    for bad in ["?limit=0", "?limit=1001", "?limit=ten", "?bogus=1"] {
+        let (status, body) = send(&app, listing(bad)).await;
+        assert_eq!(
+            (status.as_u16(), body["error"]["field"].as_str()),
+            (422, Some("limit")),
+            "{bad}: {body}"
+        );
+    }
+    let (status, _) = send(
+        &app,
+        test::TestRequest::get()
+            .uri(&format!("/v1/admin/users/{uid}/usage"))
+            .insert_header(("x-api-key", user.api_key.clone())),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a user cannot read usage listings"
+    );
+
     let quota = || {
         test::TestRequest::get()
             .uri("/v1/users/me/quota")
