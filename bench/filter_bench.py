@@ -40,6 +40,9 @@ MEMORY_KEYS = int(os.environ.get("BENCH_MEMORY_KEYS", "10000"))
 WARM_KEYS = 100
 
 CHAT_BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}'
+# The API path driven; /v1/embeddings is not body-inspected by the filter, which shows
+# what reading OpenAI chat bodies before forwarding costs.
+BENCH_PATH = os.environ.get("BENCH_PATH", "/v1/chat/completions")
 UPSTREAM_BODY = json.dumps(
     {
         "id": "chatcmpl-bench",
@@ -180,7 +183,7 @@ local body = '{CHAT_BODY}'
 request = function()
   i = i + 1
   local key = keys[(i % #keys) + 1]
-  return wrk.format("POST", "/v1/chat/completions",
+  return wrk.format("POST", "{BENCH_PATH}",
     {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key}}, body)
 end
 """
