@@ -8,7 +8,7 @@ with 10,000 distinct active keys. Prints a Markdown table and writes
 bench/results/filter.json and bench/results/filter.md.
 
 Run through bench/filter.sh (which builds everything first). Standard library only;
-needs wrk and an Envoy binary (ENVOY, else .venv/bin/envoy, else envoy on PATH).
+needs wrk and an Envoy binary (ENVOY_BIN, else .venv/bin/envoy, else envoy on PATH).
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+
+from benchlib import Procs, envoy_binary, free_port, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -55,59 +54,6 @@ UPSTREAM_BODY = json.dumps(
         "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
     }
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def envoy_binary() -> str:
-    for candidate in (os.environ.get("ENVOY"), os.path.join(ROOT, ".venv", "bin", "envoy"), shutil.which("envoy")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    sys.exit("no envoy binary: run scripts/bootstrap.sh or set ENVOY")
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except Exception:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-class Procs:
-    """Child processes, each in its own process group, always stopped."""
-
-    def __init__(self, workdir: str):
-        self.workdir = workdir
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
-        log = open(os.path.join(self.workdir, f"{name}.log"), "ab")
-        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=ROOT)
-        self.procs.append(p)
-        return p
-
-    def stop(self, p: subprocess.Popen) -> None:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def stop_all(self) -> None:
-        for p in list(self.procs):
-            self.stop(p)
 
 
 def upstream_config(port: int, admin_port: int) -> dict:

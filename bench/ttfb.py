@@ -21,14 +21,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+from benchlib import Procs, envoy_binary, free_port, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -42,52 +42,6 @@ WARMUP = int(os.environ.get("BENCH_TTFB_WARMUP", "200"))
 BODY = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "Hello!"}]})
 # A slow provider makes "first byte" unambiguous: the rest of the stream comes later.
 PROVIDER_HEADERS = {"x-local-provider-reply-words": "8"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def envoy_binary() -> str:
-    for candidate in (os.environ.get("ENVOY_BIN"), os.path.join(ROOT, ".venv", "bin", "envoy")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    sys.exit("no envoy binary: run scripts/bootstrap.sh or set ENVOY_BIN")
-
-
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except Exception:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-class Procs:
-    def __init__(self, workdir: str):
-        self.workdir = workdir
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
-        with open(os.path.join(self.workdir, f"{name}.log"), "ab") as log:
-            p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=self.workdir)
-        self.procs.append(p)
-        return p
-
-    def stop_all(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
 
 
 class Gateway:
