@@ -98,8 +98,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
                 personal_quota: quota.unwrap_or(config.default_personal_quota),
                 is_admin: true,
             };
-            let created =
-                users::create_user(&mut conn, SystemClock.now(), input).map_err(|e| match e {
+            let created = users::create_user(&mut conn, SystemClock.now(), input, None).map_err(
+                |e| match e {
                     Error::EmailTaken => {
                         Error::invalid("--email", "a user with this email already exists")
                     }
@@ -107,7 +107,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
                         Error::invalid(format!("--{}", field.replace('_', "-")), message)
                     }
                     other => other,
-                })?;
+                },
+            )?;
             let mut out = std::io::stdout().lock();
             if json {
                 // A struct keeps the documented key order: {"id":…,"api_key":"tp-…"}.
@@ -151,6 +152,7 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let mut state = AppState::new(pool, Arc::new(SystemClock), &config, filter_token);
     state.prices = Arc::new(prices);
     let bind = config.bind;
+    tokio::spawn(maintenance_loop(state.clone()));
     tracing::info!(%bind, environment = %config.environment, quota_period = %config.quota_period, "serving");
     HttpServer::new(move || {
         App::new()
@@ -163,4 +165,30 @@ async fn serve(config: Config) -> Result<(), CliError> {
     .run()
     .await?;
     Ok(())
+}
+
+/// Every second: release expired leases, expire pending approvals; every minute also
+/// the idle-vacation check (see `crate::maintenance`). Failures are logged and retried
+/// on the next tick.
+async fn maintenance_loop(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut round: u64 = 0;
+    loop {
+        tick.tick().await;
+        round = round.wrapping_add(1);
+        let with_idle = round % 60 == 1;
+        let now = state.clock.now();
+        let rules = state.rules();
+        let result = state
+            .run(move |conn| Ok(crate::maintenance::run(conn, now, &rules, with_idle)?))
+            .await;
+        match result {
+            Ok(done) if done != crate::maintenance::Round::default() => {
+                tracing::debug!(?done, "maintenance round");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "maintenance round failed; retrying next second"),
+        }
+    }
 }

@@ -115,6 +115,9 @@ pub struct Config {
     pub idle_days: u32,
     /// `TRANSFER_APPROVAL_THRESHOLD` (optional; unset = transfers never wait).
     pub transfer_approval_threshold: Option<i64>,
+    /// `APPROVAL_TTL_DAYS` (default 7, 1–365): pending transfers and quota requests
+    /// expire after this many days.
+    pub approval_ttl_days: u32,
     /// `ENVIRONMENT` (default `production`).
     pub environment: String,
     /// `DEBUG` (default false).
@@ -190,6 +193,9 @@ impl Config {
             int_in_range(raw, 1, 3650).map(|v| u32::try_from(v).unwrap_or(3650))
         });
         let transfer_approval_threshold = env.optional("TRANSFER_APPROVAL_THRESHOLD", non_negative);
+        let approval_ttl_days = env.parse("APPROVAL_TTL_DAYS", 7_u32, |raw| {
+            int_in_range(raw, 1, 365).map(|v| u32::try_from(v).unwrap_or(7))
+        });
         let environment = env.parse("ENVIRONMENT", "production".to_owned(), |raw| {
             if raw.trim().is_empty() {
                 Err("must not be empty".to_owned())
@@ -227,6 +233,7 @@ impl Config {
             critical_overdraft_limit,
             idle_days,
             transfer_approval_threshold,
+            approval_ttl_days,
             environment,
             debug,
             notifications_enabled,

@@ -13,6 +13,32 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// The request is well-formed but the rules refuse it (422 with `code`), e.g. a
+    /// transfer above the sender's balance.
+    #[error("{field}: {message}")]
+    Rejected {
+        /// The input the refusal is about.
+        field: &'static str,
+        /// Machine-readable reason (`insufficient_quota`, `self_transfer`, …).
+        code: &'static str,
+        /// What is wrong, for people.
+        message: String,
+    },
+    /// The thing is not in a state that allows this (409), e.g. deciding a request
+    /// twice.
+    #[error("{message}")]
+    Conflict {
+        /// Machine-readable reason.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The caller's role does not allow this (403).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// An accounting invariant would break; the transaction is rolled back (500).
+    #[error("ledger invariant: {0}")]
+    Invariant(String),
     /// Another user already has this email.
     #[error("a user with this email already exists")]
     EmailTaken,
@@ -35,6 +61,25 @@ impl Error {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Error {
+    /// Shorthand for [`Error::Rejected`].
+    pub fn rejected(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Rejected {
+            field,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Conflict`].
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
             message: message.into(),
         }
     }

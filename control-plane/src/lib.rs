@@ -1,10 +1,13 @@
 //! Alfred's control plane: owns the database, grants quota leases to the Envoy filter,
 //! ingests usage idempotently and serves the admin and user API.
 //!
-//! Domain modules (`users`, `quota`, `leases`, `usage`, `pricing`) know nothing about HTTP; `http`
-//! decodes requests, calls them and encodes the answers.
+//! Domain modules (`users`, `teams`, `ledger`, `quota`, `leases`, `usage`, `vacation`,
+//! `transfers`, `approvals`, `notifications`, `audit`, `pricing`) know nothing about
+//! HTTP; `http` decodes requests, calls them and encodes the answers.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod approvals;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -12,7 +15,13 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod leases;
+pub mod ledger;
+pub mod maintenance;
+pub mod notifications;
 pub mod pricing;
 pub mod quota;
+pub mod teams;
+pub mod transfers;
 pub mod usage;
 pub mod users;
+pub mod vacation;

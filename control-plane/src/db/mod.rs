@@ -15,7 +15,7 @@ use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionMa
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
-use diesel::{Connection, ConnectionError};
+use diesel::{Connection, ConnectionError, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::DatabaseUrl;
@@ -245,6 +245,45 @@ where
             Err(error)
         }
     }
+}
+
+/// Runs the same diesel expression on whichever backend `conn` is, for the queries
+/// diesel's multi-backend connection cannot express (multi-row inserts, `RETURNING`
+/// a selectable struct): `on_backend!(conn, |c| query.get_result(c))`.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::db::DbConnection::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Advisory-lock key spaces, so a user id and a team id never share a lock.
+const USER_LOCK_SPACE: i64 = 1 << 56;
+const TEAM_LOCK_SPACE: i64 = 2 << 56;
+
+/// Locks a user's credit for the rest of the transaction: every decision on their
+/// balances (grant, transfer, vacation) takes it first, then team locks in id order.
+/// PostgreSQL: a transaction-scoped advisory lock (no row write). SQLite: nothing to
+/// do, [`write_transaction`] already holds the database's single write lock.
+pub fn lock_user(conn: &mut DbConnection, user_id: i64) -> QueryResult<()> {
+    advisory_lock(conn, USER_LOCK_SPACE | user_id)
+}
+
+/// Locks a team's pool for the rest of the transaction (after any user locks).
+pub fn lock_team(conn: &mut DbConnection, team_id: i64) -> QueryResult<()> {
+    advisory_lock(conn, TEAM_LOCK_SPACE | team_id)
+}
+
+fn advisory_lock(conn: &mut DbConnection, key: i64) -> QueryResult<()> {
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(key)
+            .execute(pg)?;
+    }
+    Ok(())
 }
 
 /// Whether the database answers (`/readyz`).

@@ -4,6 +4,15 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    allocations (owner, period_start) {
+        owner -> Text,
+        period_start -> Timestamp,
+        amount -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     api_keys (id) {
         id -> BigInt,
         user_id -> BigInt,
@@ -11,6 +20,27 @@ diesel::table! {
         key_prefix -> Text,
         created_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        actor_id -> Nullable<BigInt>,
+        action -> Text,
+        target_kind -> Text,
+        target_id -> Nullable<Text>,
+        details -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    lease_pool_holds (lease_id, team_id, day) {
+        lease_id -> Text,
+        team_id -> BigInt,
+        day -> Timestamp,
+        amount -> BigInt,
     }
 }
 
@@ -25,6 +55,115 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         period_start -> Timestamp,
+        class -> Text,
+        hold_personal -> BigInt,
+        hold_pool -> BigInt,
+        hold_overdraft -> BigInt,
+        released_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    ledger_balances (account, period_start) {
+        account -> Text,
+        period_start -> Timestamp,
+        balance -> BigInt,
+    }
+}
+
+diesel::table! {
+    ledger_entries (id) {
+        id -> BigInt,
+        movement_id -> BigInt,
+        account -> Text,
+        period_start -> Timestamp,
+        amount -> BigInt,
+    }
+}
+
+diesel::table! {
+    ledger_movements (id) {
+        id -> BigInt,
+        kind -> Text,
+        created_at -> Timestamp,
+        user_id -> Nullable<BigInt>,
+        team_id -> Nullable<BigInt>,
+        actor_id -> Nullable<BigInt>,
+        reference -> Nullable<Text>,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        kind -> Text,
+        message -> Text,
+        data -> Text,
+        created_at -> Timestamp,
+        read_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    pool_draws (team_id, user_id, day) {
+        team_id -> BigInt,
+        user_id -> BigInt,
+        day -> Timestamp,
+        tokens -> BigInt,
+    }
+}
+
+diesel::table! {
+    quota_requests (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        amount -> BigInt,
+        reason -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        decided_at -> Nullable<Timestamp>,
+        decided_by -> Nullable<BigInt>,
+        decision_note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    team_members (team_id, user_id) {
+        team_id -> BigInt,
+        user_id -> BigInt,
+        is_admin -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    teams (id) {
+        id -> BigInt,
+        name -> Text,
+        description -> Text,
+        common_pool -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    transfers (id) {
+        id -> BigInt,
+        sender_id -> BigInt,
+        recipient_id -> BigInt,
+        amount -> BigInt,
+        reason -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        decided_at -> Nullable<Timestamp>,
+        decided_by -> Nullable<BigInt>,
+        decision_note -> Nullable<Text>,
     }
 }
 
@@ -56,14 +195,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    usage_totals (user_id, period_start) {
-        user_id -> BigInt,
-        period_start -> Timestamp,
-        used_tokens -> BigInt,
-    }
-}
-
-diesel::table! {
     users (id) {
         id -> BigInt,
         email -> Text,
@@ -74,12 +205,51 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         deleted_at -> Nullable<Timestamp>,
+        overdraft_enabled -> Bool,
+    }
+}
+
+diesel::table! {
+    vacation_releases (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        team_id -> BigInt,
+        period_start -> Timestamp,
+        amount -> BigInt,
+        returned -> BigInt,
+        created_at -> Timestamp,
+        returned_at -> Nullable<Timestamp>,
     }
 }
 
 diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(lease_pool_holds -> leases (lease_id));
 diesel::joinable!(leases -> users (user_id));
+diesel::joinable!(ledger_entries -> ledger_movements (movement_id));
+diesel::joinable!(notifications -> users (user_id));
+diesel::joinable!(quota_requests -> users (user_id));
+diesel::joinable!(team_members -> teams (team_id));
+diesel::joinable!(team_members -> users (user_id));
 diesel::joinable!(usage_records -> users (user_id));
-diesel::joinable!(usage_totals -> users (user_id));
+diesel::joinable!(vacation_releases -> teams (team_id));
+diesel::joinable!(vacation_releases -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(api_keys, leases, usage_records, usage_totals, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    allocations,
+    api_keys,
+    audit_log,
+    lease_pool_holds,
+    leases,
+    ledger_balances,
+    ledger_entries,
+    ledger_movements,
+    notifications,
+    pool_draws,
+    quota_requests,
+    team_members,
+    teams,
+    transfers,
+    usage_records,
+    users,
+    vacation_releases,
+);

@@ -1,15 +1,18 @@
-//! `/v1/admin/*`: user management (admins only).
+//! `/v1/admin/users*`: user management (admins only).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::auth::{authorize, presented_key, Require};
+use super::auth::Require;
 use super::error::ApiError;
 use super::json::decode;
+use super::query::{decode_query, limit, path_id};
 use super::wire::{
-    CreateUserBody, CreatedUserBody, UpdateUserBody, UsageQuery, UsageRecordView, UserBody,
+    CreateUserBody, CreatedUserBody, LedgerMovementBody, UpdateUserBody, UsageQuery,
+    UsageRecordView, UserBody,
 };
 use super::AppState;
-use crate::{quota, usage, users};
+use crate::db::write_transaction;
+use crate::{ledger, quota, usage, users};
 
 /// `POST /v1/admin/users` → 201 with the key, shown this once.
 pub async fn create_user(
@@ -17,12 +20,10 @@ pub async fn create_user(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let key = presented_key(req.headers());
     let now = state.clock.now();
     let default_quota = state.default_personal_quota;
     let created = state
-        .run(move |conn| {
-            authorize(conn, key.as_deref(), Require::Admin)?;
+        .as_caller(&req, Require::Admin, move |conn, admin| {
             let body: CreateUserBody = decode(&body)?;
             let input = users::CreateUser {
                 email: body.email,
@@ -30,7 +31,7 @@ pub async fn create_user(
                 personal_quota: body.personal_quota.unwrap_or(default_quota),
                 is_admin: body.is_admin.unwrap_or(false),
             };
-            Ok(users::create_user(conn, now, input)?)
+            Ok(users::create_user(conn, now, input, Some(admin.id))?)
         })
         .await?;
     tracing::info!(
@@ -46,18 +47,18 @@ pub async fn list_users(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let key = presented_key(req.headers());
     let now = state.clock.now();
-    let period = state.period();
+    let rules = state.rules();
     let list = state
-        .run(move |conn| {
-            authorize(conn, key.as_deref(), Require::Admin)?;
-            let mut out = Vec::new();
-            for user in users::list_users(conn)? {
-                let balance = quota::balance(conn, &user, period, now)?;
-                out.push(UserBody::from((user, balance)));
-            }
-            Ok(out)
+        .as_caller(&req, Require::Admin, move |conn, _| {
+            Ok(write_transaction(conn, |conn| {
+                let mut out = Vec::new();
+                for user in users::list_users(conn)? {
+                    let view = quota::view(conn, now, &user, &rules)?;
+                    out.push(UserBody::from((user, view)));
+                }
+                Ok::<_, crate::error::Error>(out)
+            })?)
         })
         .await?;
     Ok(HttpResponse::Ok().json(list))
@@ -69,17 +70,17 @@ pub async fn get_user(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = presented_key(req.headers());
     let now = state.clock.now();
-    let period = state.period();
+    let rules = state.rules();
     let raw_id = path.into_inner();
     let body = state
-        .run(move |conn| {
-            authorize(conn, key.as_deref(), Require::Admin)?;
-            let id = user_id(&raw_id)?;
-            let user = users::get_user(conn, id)?;
-            let balance = quota::balance(conn, &user, period, now)?;
-            Ok(UserBody::from((user, balance)))
+        .as_caller(&req, Require::Admin, move |conn, _| {
+            let id = path_id(&raw_id, "user")?;
+            Ok(write_transaction(conn, |conn| {
+                let user = users::get_user(conn, id)?;
+                let view = quota::view(conn, now, &user, &rules)?;
+                Ok::<_, crate::error::Error>(UserBody::from((user, view)))
+            })?)
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))
@@ -92,27 +93,12 @@ pub async fn user_usage(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = presented_key(req.headers());
-    let query = web::Query::<UsageQuery>::from_query(req.query_string()).map_err(|e| {
-        ApiError::Unprocessable {
-            message: format!("invalid query string: {e}"),
-            field: Some("limit".into()),
-            code: "invalid_value",
-        }
-    })?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::Unprocessable {
-            message: "limit must be between 1 and 1000".into(),
-            field: Some("limit".into()),
-            code: "invalid_value",
-        });
-    }
+    let query: UsageQuery = decode_query(req.query_string())?;
+    let limit = limit(query.limit, 100, 1000)?;
     let raw_id = path.into_inner();
     let body = state
-        .run(move |conn| {
-            authorize(conn, key.as_deref(), Require::Admin)?;
-            let id = user_id(&raw_id)?;
+        .as_caller(&req, Require::Admin, move |conn, _| {
+            let id = path_id(&raw_id, "user")?;
             users::get_user(conn, id)?;
             let records = usage::recent_records(conn, id, limit)?;
             Ok(records
@@ -124,9 +110,27 @@ pub async fn user_usage(
     Ok(HttpResponse::Ok().json(body))
 }
 
-/// A non-numeric id cannot name a user: 404, like an absent one.
-fn user_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound("user"))
+/// `GET /v1/admin/users/{id}/ledger?limit=N`: the newest ledger movements about the
+/// user, each with its entries.
+pub async fn user_ledger(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let query: UsageQuery = decode_query(req.query_string())?;
+    let limit = limit(query.limit, 100, 1000)?;
+    let raw_id = path.into_inner();
+    let body = state
+        .as_caller(&req, Require::Admin, move |conn, _| {
+            let id = path_id(&raw_id, "user")?;
+            users::get_user_any(conn, id)?;
+            Ok(ledger::movements_for_user(conn, id, limit)?
+                .into_iter()
+                .map(LedgerMovementBody::from)
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// `PUT /v1/admin/users/{id}`: changes the given fields (all validated first, all
@@ -137,18 +141,31 @@ pub async fn update_user(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let key = presented_key(req.headers());
     let now = state.clock.now();
-    let period = state.period();
+    let rules = state.rules();
     let raw_id = path.into_inner();
     let body = state
-        .run(move |conn| {
-            authorize(conn, key.as_deref(), Require::Admin)?;
-            let id = user_id(&raw_id)?;
+        .as_caller(&req, Require::Admin, move |conn, admin| {
+            let id = path_id(&raw_id, "user")?;
             let input = users::UpdateUser::try_from(decode::<UpdateUserBody>(&body)?)?;
-            let user = users::update_user(conn, now, id, input)?;
-            let balance = quota::balance(conn, &user, period, now)?;
-            Ok(UserBody::from((user, balance)))
+            if admin.id == id
+                && (input.is_admin == Some(false)
+                    || input
+                        .status
+                        .is_some_and(|s| s == users::UserStatus::Suspended))
+            {
+                return Err(ApiError::Unprocessable {
+                    message: "id: admins cannot suspend themselves or drop their own admin flag"
+                        .into(),
+                    field: Some("id".into()),
+                    code: "invalid_value",
+                });
+            }
+            let user = users::update_user(conn, now, id, input, &rules, Some(admin.id))?;
+            Ok(write_transaction(conn, |conn| {
+                let view = quota::view(conn, now, &user, &rules)?;
+                Ok::<_, crate::error::Error>(UserBody::from((user, view)))
+            })?)
         })
         .await?;
     tracing::info!(user_id = body.id, "user updated");
@@ -162,13 +179,11 @@ pub async fn delete_user(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = presented_key(req.headers());
     let now = state.clock.now();
     let raw_id = path.into_inner();
     let id = state
-        .run(move |conn| {
-            let admin = authorize(conn, key.as_deref(), Require::Admin)?;
-            let id = user_id(&raw_id)?;
+        .as_caller(&req, Require::Admin, move |conn, admin| {
+            let id = path_id(&raw_id, "user")?;
             if admin.id == id {
                 return Err(ApiError::Unprocessable {
                     message: "id: admins cannot delete their own account".into(),
@@ -176,7 +191,7 @@ pub async fn delete_user(
                     code: "invalid_value",
                 });
             }
-            users::delete_user(conn, now, id)?;
+            users::delete_user(conn, now, id, Some(admin.id))?;
             Ok(id)
         })
         .await?;
@@ -191,13 +206,12 @@ pub async fn rotate_key(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = presented_key(req.headers());
     let now = state.clock.now();
     let raw_id = path.into_inner();
     let created = state
-        .run(move |conn| {
-            authorize(conn, key.as_deref(), Require::Admin)?;
-            Ok(users::rotate_key(conn, now, user_id(&raw_id)?)?)
+        .as_caller(&req, Require::Admin, move |conn, admin| {
+            let id = path_id(&raw_id, "user")?;
+            Ok(users::rotate_key(conn, now, id, Some(admin.id))?)
         })
         .await?;
     tracing::info!(user_id = created.user.id, "key rotated");
@@ -210,14 +224,12 @@ pub async fn revoke_keys(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = presented_key(req.headers());
     let now = state.clock.now();
     let raw_id = path.into_inner();
     let (id, revoked) = state
-        .run(move |conn| {
-            authorize(conn, key.as_deref(), Require::Admin)?;
-            let id = user_id(&raw_id)?;
-            Ok((id, users::revoke_keys(conn, now, id)?))
+        .as_caller(&req, Require::Admin, move |conn, admin| {
+            let id = path_id(&raw_id, "user")?;
+            Ok((id, users::revoke_keys(conn, now, id, Some(admin.id))?))
         })
         .await?;
     tracing::info!(user_id = id, revoked, "keys revoked");

@@ -47,6 +47,17 @@ pub enum ApiError {
     /// No such thing (404).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A state conflict (409).
+    #[error("{message}")]
+    Conflict {
+        /// What is wrong.
+        message: String,
+        /// Machine-readable reason.
+        code: &'static str,
+    },
+    /// The caller's role does not allow this (403), with the reason.
+    #[error("{0}")]
+    NotAllowed(&'static str),
     /// Duplicate email (409).
     #[error("a user with this email already exists")]
     EmailTaken,
@@ -86,6 +97,8 @@ impl ApiError {
             Self::InvalidFilterToken => ("authentication_error", "invalid_filter_token", None),
             Self::UserSuspended => ("permission_error", "user_suspended", None),
             Self::Forbidden => ("permission_error", "forbidden", None),
+            Self::NotAllowed(_) => ("permission_error", "forbidden", None),
+            Self::Conflict { code, .. } => ("invalid_request_error", code, None),
             Self::NotFound(_) => ("not_found_error", "not_found", None),
             Self::EmailTaken => ("invalid_request_error", "email_taken", Some("email")),
             Self::Unavailable => ("server_error", "database_unavailable", None),
@@ -100,7 +113,8 @@ impl ResponseError for ApiError {
             Self::MalformedJson { .. } => StatusCode::BAD_REQUEST,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidApiKey | Self::InvalidFilterToken => StatusCode::UNAUTHORIZED,
-            Self::UserSuspended | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::UserSuspended | Self::Forbidden | Self::NotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::EmailTaken => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -129,6 +143,21 @@ impl From<Error> for ApiError {
                 field: Some(field),
                 code: "invalid_value",
             },
+            Error::Rejected {
+                field,
+                code,
+                message,
+            } => Self::Unprocessable {
+                message: format!("{field}: {message}"),
+                field: Some(field.to_owned()),
+                code,
+            },
+            Error::Conflict { code, message } => Self::Conflict { message, code },
+            Error::Forbidden(why) => Self::NotAllowed(why),
+            Error::Invariant(why) => {
+                tracing::error!(invariant = %why, "ledger invariant refused a write");
+                Self::Internal
+            }
             Error::EmailTaken => Self::EmailTaken,
             Error::NotFound(what) => Self::NotFound(what),
             Error::Pool(e) => {

@@ -2,25 +2,33 @@
 //! blocking diesel work runs on actix's blocking pool via [`AppState::run`].
 
 mod admin;
+mod approvals;
+mod audit;
 pub mod auth;
 pub mod error;
 mod health;
 mod internal;
 pub mod json;
 mod me;
+mod openapi;
+pub mod query;
+mod teams;
+mod transfers;
 pub mod wire;
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::clock::Clock;
 use crate::config::{Config, DatabaseUrl, Secret};
 use crate::db::{DbConnection, DbPool};
 use crate::leases::LeasePolicy;
 use crate::pricing::PriceCatalog;
-use crate::quota::QuotaPeriod;
+use crate::quota::{QuotaPeriod, QuotaRules};
 use crate::usage::IngestQueue;
+use crate::users::User;
+use auth::{authorize, presented_key, Require};
 use error::ApiError;
 
 /// Largest accepted request body (a usage batch of 10,000 records fits comfortably).
@@ -35,7 +43,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// The filter's shared secret.
     pub filter_token: Secret,
-    /// Lease TTL and quota period.
+    /// Lease TTL and the quota rules.
     pub lease_policy: LeasePolicy,
     /// Quota of users created without one.
     pub default_personal_quota: i64,
@@ -55,7 +63,7 @@ impl AppState {
             filter_token,
             lease_policy: LeasePolicy {
                 ttl: config.lease_ttl,
-                period: config.quota_period,
+                rules: QuotaRules::from_config(config),
             },
             default_personal_quota: config.default_personal_quota,
             prices: Arc::new(PriceCatalog::builtin()),
@@ -69,7 +77,32 @@ impl AppState {
 
     /// The configured quota period.
     pub fn period(&self) -> QuotaPeriod {
-        self.lease_policy.period
+        self.lease_policy.rules.period
+    }
+
+    /// The quota rules.
+    pub fn rules(&self) -> QuotaRules {
+        self.lease_policy.rules
+    }
+
+    /// Authenticates the caller (`require` decides who is admitted), then runs
+    /// blocking `work` with the connection and the caller.
+    pub async fn as_caller<T, F>(
+        &self,
+        req: &HttpRequest,
+        require: Require,
+        work: F,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection, User) -> Result<T, ApiError> + Send + 'static,
+    {
+        let key = presented_key(req.headers());
+        self.run(move |conn| {
+            let caller = authorize(conn, key.as_deref(), require)?;
+            work(conn, caller)
+        })
+        .await
     }
 
     /// Runs blocking database work on a pooled connection, off the async workers.
@@ -123,7 +156,72 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/v1/admin/users/{id}/usage",
             web::get().to(admin::user_usage),
         )
+        .route(
+            "/v1/admin/users/{id}/ledger",
+            web::get().to(admin::user_ledger),
+        )
+        .service(
+            web::resource("/v1/admin/teams")
+                .route(web::post().to(teams::create_team))
+                .route(web::get().to(teams::list_teams)),
+        )
+        .service(
+            web::resource("/v1/admin/teams/{id}")
+                .route(web::get().to(teams::get_team))
+                .route(web::put().to(teams::update_team))
+                .route(web::delete().to(teams::delete_team)),
+        )
+        .service(
+            web::resource("/v1/admin/teams/{team_id}/members/{user_id}")
+                .route(web::post().to(teams::add_member))
+                .route(web::delete().to(teams::remove_member)),
+        )
+        .route("/v1/admin/transfers", web::get().to(transfers::admin_list))
+        .route(
+            "/v1/admin/transfers/{id}/approve",
+            web::post().to(transfers::approve),
+        )
+        .route(
+            "/v1/admin/transfers/{id}/deny",
+            web::post().to(transfers::deny),
+        )
+        .route(
+            "/v1/admin/quota-requests",
+            web::get().to(approvals::admin_list),
+        )
+        .route(
+            "/v1/admin/quota-requests/{id}/approve",
+            web::post().to(approvals::approve),
+        )
+        .route(
+            "/v1/admin/quota-requests/{id}/deny",
+            web::post().to(approvals::deny),
+        )
+        .route("/v1/admin/audit", web::get().to(audit::list))
+        .route("/v1/admin/ledger/check", web::get().to(audit::ledger_check))
+        .route("/v1/users/me", web::get().to(me::profile))
         .route("/v1/users/me/quota", web::get().to(me::quota))
+        .route("/v1/users/me/transfer", web::post().to(transfers::send))
+        .route("/v1/users/me/transfers", web::get().to(transfers::mine))
+        .service(
+            web::resource("/v1/users/me/quota-requests")
+                .route(web::post().to(approvals::create))
+                .route(web::get().to(approvals::mine)),
+        )
+        .route(
+            "/v1/users/me/notifications",
+            web::get().to(me::notifications),
+        )
+        .route(
+            "/v1/users/me/notifications/read",
+            web::post().to(me::mark_read),
+        )
+        .service(
+            web::resource("/v1/users/me/vacation")
+                .route(web::post().to(me::start_vacation))
+                .route(web::delete().to(me::end_vacation)),
+        )
+        .route("/openapi.json", web::get().to(openapi::document))
         .route("/internal/v1/leases", web::post().to(internal::grant_lease))
         .route("/internal/v1/usage", web::post().to(internal::report_usage))
         .route("/internal/v1/sync", web::post().to(internal::sync_keys))

@@ -4,9 +4,15 @@
 use chrono::{DateTime, NaiveDateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
 
+use crate::approvals::QuotaRequest;
+use crate::audit::AuditEntry;
 use crate::error::Error;
 use crate::leases::{KeyCheck, KeyDecision, LeaseDecision, LeaseRequest};
-use crate::quota::{Balance, Priority};
+use crate::ledger::{MovementRow, StoredEntry};
+use crate::notifications::Notification;
+use crate::quota::{PoolShare, Priority, QuotaView};
+use crate::teams::{Member, Team};
+use crate::transfers::Transfer;
 use crate::usage::{IngestOutcome, Privacy, UsageBatch, UsageRecord, UsageReport};
 use crate::users::{CreatedUser, UpdateUser, User};
 
@@ -52,6 +58,9 @@ pub struct UpdateUserBody {
     /// New admin flag.
     #[serde(default)]
     pub is_admin: Option<bool>,
+    /// Whether critical requests may overdraw.
+    #[serde(default)]
+    pub overdraft_enabled: Option<bool>,
 }
 
 impl TryFrom<UpdateUserBody> for UpdateUser {
@@ -71,6 +80,7 @@ impl TryFrom<UpdateUserBody> for UpdateUser {
             personal_quota: body.personal_quota,
             status,
             is_admin: body.is_admin,
+            overdraft_enabled: body.overdraft_enabled,
         })
     }
 }
@@ -116,15 +126,19 @@ pub struct UserBody {
     pub personal_quota: i64,
     pub status: String,
     pub is_admin: bool,
+    pub overdraft_enabled: bool,
     pub created_at: String,
     pub updated_at: String,
     pub used_tokens: i64,
     pub held_tokens: i64,
     pub available_quota: i64,
+    pub team_pool_available: i64,
+    pub overdraft_used: i64,
+    pub debt: i64,
 }
 
-impl From<(User, Balance)> for UserBody {
-    fn from((u, b): (User, Balance)) -> Self {
+impl From<(User, QuotaView)> for UserBody {
+    fn from((u, b): (User, QuotaView)) -> Self {
         Self {
             id: u.id,
             email: u.email,
@@ -134,40 +148,91 @@ impl From<(User, Balance)> for UserBody {
             is_admin: u.is_admin,
             created_at: rfc3339(u.created_at),
             updated_at: rfc3339(u.updated_at),
+            overdraft_enabled: u.overdraft_enabled,
             used_tokens: b.used_tokens,
             held_tokens: b.held_tokens,
             available_quota: b.available_quota,
+            team_pool_available: b.team_pool_available,
+            overdraft_used: b.overdraft_used,
+            debt: b.debt,
         }
     }
 }
 
-/// `GET /v1/users/me/quota`.
+/// `GET /v1/users/me/quota`: the guide's four fields first, then the detail.
 #[derive(Debug, Serialize)]
 pub struct QuotaBody {
     /// Tokens per period.
     pub personal_quota: i64,
-    /// Used this period.
+    /// Used this period (from every source).
     pub used_tokens: i64,
-    /// `max(personal_quota − used_tokens, 0)`.
+    /// Personal credit still to spend (including the unused personal part of live
+    /// leases).
     pub available_quota: i64,
-    /// Always 0 until teams exist.
+    /// What the user may draw from their team pools now.
     pub team_pool_available: i64,
-    /// Set aside by the user's unexpired leases, not yet used.
+    /// Set aside by the user's live leases, not yet used.
     pub held_tokens: i64,
+    /// Personal credit a transfer may send now (not held by a lease).
+    pub transferable: i64,
+    /// Critical overdraft drawn this period.
+    pub overdraft_used: i64,
+    /// Critical overdraft left this period (0 when disabled).
+    pub overdraft_available: i64,
+    /// Unpaid debt from usage past a lease.
+    pub debt: i64,
+    /// Each team pool as the user sees it.
+    pub team_pools: Vec<PoolShareBody>,
     /// Start of the current period (RFC 3339).
     pub period_start: String,
     /// Start of the next period; `null` for `QUOTA_PERIOD=never`.
     pub period_end: Option<String>,
 }
 
-impl From<Balance> for QuotaBody {
-    fn from(b: Balance) -> Self {
+/// One team pool as a member sees it.
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct PoolShareBody {
+    pub team_id: i64,
+    pub pool_balance: i64,
+    pub pool_size: i64,
+    pub active_members: i64,
+    pub member_cap: i64,
+    pub daily_cap: i64,
+    pub drawn_this_period: i64,
+    pub drawn_today: i64,
+    pub available: i64,
+}
+
+impl From<PoolShare> for PoolShareBody {
+    fn from(s: PoolShare) -> Self {
+        Self {
+            team_id: s.team_id,
+            pool_balance: s.pool_balance,
+            pool_size: s.pool_size,
+            active_members: s.active_members,
+            member_cap: s.member_cap,
+            daily_cap: s.daily_cap,
+            drawn_this_period: s.drawn_period,
+            drawn_today: s.drawn_today,
+            available: s.available,
+        }
+    }
+}
+
+impl From<QuotaView> for QuotaBody {
+    fn from(b: QuotaView) -> Self {
         Self {
             personal_quota: b.personal_quota,
             used_tokens: b.used_tokens,
             available_quota: b.available_quota,
-            team_pool_available: 0,
+            team_pool_available: b.team_pool_available,
             held_tokens: b.held_tokens,
+            transferable: b.transferable,
+            overdraft_used: b.overdraft_used,
+            overdraft_available: b.overdraft_available,
+            debt: b.debt,
+            team_pools: b.pools.into_iter().map(PoolShareBody::from).collect(),
             period_start: rfc3339(b.period.start),
             period_end: b.period.end.map(rfc3339),
         }
@@ -258,9 +323,10 @@ impl From<LeaseDecision> for LeaseDecisionBody {
                 user_id,
                 quota_remaining,
                 period_reset_s,
+                scope,
             } => Self::Exhausted {
                 user_id,
-                budget_scope: "personal",
+                budget_scope: scope.as_str(),
                 quota_remaining,
                 period_reset_s,
             },
@@ -503,4 +569,405 @@ impl From<UsageRecord> for UsageRecordView {
             unpriced: r.unpriced,
         }
     }
+}
+
+// ---- ledger ------------------------------------------------------------------------
+
+/// A ledger movement with its entries.
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct LedgerMovementBody {
+    pub id: i64,
+    pub kind: String,
+    pub created_at: String,
+    pub user_id: Option<i64>,
+    pub team_id: Option<i64>,
+    pub actor_id: Option<i64>,
+    pub reference: Option<String>,
+    pub note: Option<String>,
+    pub entries: Vec<LedgerEntryBody>,
+}
+
+/// One entry.
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct LedgerEntryBody {
+    pub account: String,
+    pub period_start: String,
+    pub amount: i64,
+}
+
+impl From<(MovementRow, Vec<StoredEntry>)> for LedgerMovementBody {
+    fn from((m, entries): (MovementRow, Vec<StoredEntry>)) -> Self {
+        Self {
+            id: m.id,
+            kind: m.kind,
+            created_at: rfc3339(m.created_at),
+            user_id: m.user_id,
+            team_id: m.team_id,
+            actor_id: m.actor_id,
+            reference: m.reference,
+            note: m.note,
+            entries: entries
+                .into_iter()
+                .map(|e| LedgerEntryBody {
+                    account: e.account,
+                    period_start: rfc3339(e.period_start),
+                    amount: e.amount,
+                })
+                .collect(),
+        }
+    }
+}
+
+// ---- teams -------------------------------------------------------------------------
+
+/// `POST /v1/admin/teams`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeamBody {
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Tokens per period; `DEFAULT_TEAM_POOL` when absent.
+    #[serde(default)]
+    pub common_pool: Option<i64>,
+}
+
+/// `PUT /v1/admin/teams/{id}`: only the fields present change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct UpdateTeamBody {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub common_pool: Option<i64>,
+}
+
+/// A team with its pool this period and (in detail views) its members.
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct TeamBody {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub common_pool: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub pool_balance: i64,
+    pub pool_size: i64,
+    pub pool_used: i64,
+    pub active_members: i64,
+    pub member_count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberBody>>,
+}
+
+/// A team's numbers this period.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TeamNumbers {
+    /// Left in the pool.
+    pub pool_balance: i64,
+    /// Allocation plus outstanding vacation credit.
+    pub pool_size: i64,
+    /// Active members.
+    pub active_members: i64,
+    /// All members.
+    pub member_count: i64,
+}
+
+impl TeamBody {
+    /// A team with its numbers and optionally its members.
+    pub fn new(t: Team, n: TeamNumbers, members: Option<Vec<MemberBody>>) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            description: t.description,
+            common_pool: t.common_pool,
+            created_at: rfc3339(t.created_at),
+            updated_at: rfc3339(t.updated_at),
+            pool_balance: n.pool_balance,
+            pool_size: n.pool_size,
+            pool_used: (n.pool_size - n.pool_balance).max(0),
+            active_members: n.active_members,
+            member_count: n.member_count,
+            members,
+        }
+    }
+}
+
+/// A member as listed in a team.
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct MemberBody {
+    pub user_id: i64,
+    pub email: String,
+    pub name: String,
+    pub status: String,
+    pub is_admin: bool,
+    pub joined_at: String,
+    pub drawn_this_period: i64,
+}
+
+impl From<(Member, User, i64)> for MemberBody {
+    fn from((m, u, drawn): (Member, User, i64)) -> Self {
+        Self {
+            user_id: u.id,
+            email: u.email,
+            name: u.name,
+            status: u.status,
+            is_admin: m.is_admin,
+            joined_at: rfc3339(m.created_at),
+            drawn_this_period: drawn,
+        }
+    }
+}
+
+/// `?is_admin=` of the membership routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipQuery {
+    /// Team admin flag (default false).
+    #[serde(default)]
+    pub is_admin: Option<bool>,
+}
+
+// ---- transfers ---------------------------------------------------------------------
+
+/// `POST /v1/users/me/transfer`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    /// Recipient's email.
+    pub recipient_email: String,
+    /// Tokens, > 0.
+    pub amount: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// A transfer as listed.
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct TransferView {
+    pub id: i64,
+    pub sender_id: i64,
+    pub sender_email: String,
+    pub recipient_id: i64,
+    pub recipient_email: String,
+    pub amount: i64,
+    pub reason: String,
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub decided_at: Option<String>,
+    pub decided_by: Option<i64>,
+    pub decision_note: Option<String>,
+}
+
+impl From<(Transfer, String, String)> for TransferView {
+    fn from((t, sender_email, recipient_email): (Transfer, String, String)) -> Self {
+        Self {
+            id: t.id,
+            sender_id: t.sender_id,
+            sender_email,
+            recipient_id: t.recipient_id,
+            recipient_email,
+            amount: t.amount,
+            reason: t.reason,
+            status: t.status,
+            created_at: rfc3339(t.created_at),
+            expires_at: t.expires_at.map(rfc3339),
+            decided_at: t.decided_at.map(rfc3339),
+            decided_by: t.decided_by,
+            decision_note: t.decision_note,
+        }
+    }
+}
+
+/// Filters of transfer listings (`from`/`to`: dates or RFC 3339 times).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct TransferQuery {
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<i64>,
+    #[serde(default)]
+    pub min_amount: Option<i64>,
+    #[serde(default)]
+    pub max_amount: Option<i64>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub limit: Option<i64>,
+    /// `json` (default) or `csv`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// Body of approve/deny routes (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    /// A note for the requester.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+// ---- quota requests ----------------------------------------------------------------
+
+/// `POST /v1/users/me/quota-requests`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaRequestBody {
+    /// Tokens asked for.
+    pub amount: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// A quota request as listed.
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct QuotaRequestView {
+    pub id: i64,
+    pub user_id: i64,
+    pub amount: i64,
+    pub reason: String,
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub decided_at: Option<String>,
+    pub decided_by: Option<i64>,
+    pub decision_note: Option<String>,
+}
+
+impl From<QuotaRequest> for QuotaRequestView {
+    fn from(r: QuotaRequest) -> Self {
+        Self {
+            id: r.id,
+            user_id: r.user_id,
+            amount: r.amount,
+            reason: r.reason,
+            status: r.status,
+            created_at: rfc3339(r.created_at),
+            expires_at: rfc3339(r.expires_at),
+            decided_at: r.decided_at.map(rfc3339),
+            decided_by: r.decided_by,
+            decision_note: r.decision_note,
+        }
+    }
+}
+
+/// Filters of request listings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RequestQuery {
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<i64>,
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+// ---- notifications and audit -------------------------------------------------------
+
+/// A notification.
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct NotificationView {
+    pub id: i64,
+    pub kind: String,
+    pub message: String,
+    pub data: serde_json::Value,
+    pub created_at: String,
+    pub read: bool,
+}
+
+impl From<Notification> for NotificationView {
+    fn from(n: Notification) -> Self {
+        Self {
+            id: n.id,
+            kind: n.kind,
+            message: n.message,
+            data: serde_json::from_str(&n.data).unwrap_or(serde_json::Value::Null),
+            created_at: rfc3339(n.created_at),
+            read: n.read_at.is_some(),
+        }
+    }
+}
+
+/// `?unread=&limit=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct NotificationQuery {
+    #[serde(default)]
+    pub unread: Option<bool>,
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// `POST /v1/users/me/notifications/read`: these ids, or all when absent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkReadBody {
+    /// Ids to mark read.
+    #[serde(default)]
+    pub ids: Option<Vec<i64>>,
+}
+
+/// An audit entry.
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct AuditView {
+    pub id: i64,
+    pub actor_id: Option<i64>,
+    pub action: String,
+    pub target_kind: String,
+    pub target_id: Option<String>,
+    pub details: serde_json::Value,
+    pub created_at: String,
+}
+
+impl From<AuditEntry> for AuditView {
+    fn from(a: AuditEntry) -> Self {
+        Self {
+            id: a.id,
+            actor_id: a.actor_id,
+            action: a.action,
+            target_kind: a.target_kind,
+            target_id: a.target_id,
+            details: serde_json::from_str(&a.details).unwrap_or(serde_json::Value::Null),
+            created_at: rfc3339(a.created_at),
+        }
+    }
+}
+
+/// Filters of the audit log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct AuditQuery {
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub actor_id: Option<i64>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub limit: Option<i64>,
 }

@@ -1,25 +1,19 @@
 //! Quota leases: tokens the control plane sets aside for one proxy so it can admit a
 //! user's requests without asking per request (see `docs/lease-protocol.md`).
 //!
-//! A grant is race-free: the balance is computed and the lease written in one
-//! transaction that holds the user's lock, so concurrent grants — from any number of
-//! proxies and control-plane replicas — never hold more than is available. A proxy
-//! asking again for a user it already holds an unexpired lease for gets that lease
-//! *extended* (more tokens, a fresh expiry, the same id), so each proxy holds at most
-//! one lease per user.
+//! Granting *holds* the tokens in the ledger (`hold` movement: personal credit, then
+//! team pool shares, then — for critical requests — the overdraft, into the user's
+//! held account), so the proxies together can never spend more than was granted.
+//! Usage reports turn held credit into used (`crate::usage`); when a lease expires,
+//! [`release_expired`] returns what it did not use to where it came from, in reverse
+//! order (overdraft first, personal last).
 //!
-//! The steps, identical on both backends:
-//! 1. lock the owner of the unrevoked key (`invalid_key` / `suspended` answers);
-//! 2. `available = personal_quota − used − holds of all the user's unexpired leases`
-//!    (a lease holds `max(granted − used, 0)`); `exhausted` when ≤ 0;
-//! 3. `extra = min(requested, available)`: extend this proxy's lease by `extra`, or
-//!    insert a new lease of `extra`.
-//!
-//! SQLite runs them as statements in a `BEGIN IMMEDIATE` transaction behind the
-//! in-process writer queue (statements are in-process calls, so they are cheap).
-//! PostgreSQL runs them inside the `alfred_grant_lease()` function of the migrations,
-//! under a transaction-scoped advisory lock on the user id: one round trip per grant
-//! instead of five, and no row write for the lock.
+//! A proxy asking again for a user it already holds a live lease for (of the same
+//! class, `normal` or `critical`) gets that lease *extended*: more tokens, a fresh
+//! expiry, the same id. The grant runs in one transaction under the user's lock (and
+//! the team locks when it draws on pools), so concurrent grants from any number of
+//! proxies and control-plane replicas never hold more than is available. Lock order:
+//! user, teams by id, then lease rows before ledger balance rows.
 
 mod model;
 mod sync;
@@ -28,15 +22,18 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
+use diesel::upsert::excluded;
 
 pub use model::{Lease, NewLease};
 pub use sync::{check_keys, KeyCheck, KeyDecision, MAX_SYNC_KEYS};
 
-use crate::db::schema::{api_keys, leases, users};
-use crate::db::{write_transaction, DbConnection};
+use crate::db::schema::{api_keys, lease_pool_holds, leases, users};
+use crate::db::{lock_team, lock_user, write_transaction, DbConnection};
 use crate::error::{Error, Result};
-use crate::quota::{self, PeriodBounds, Priority, QuotaPeriod};
-use crate::users::{keys, UserStatus};
+use crate::ledger::{self, Account, Kind, Movement};
+use crate::quota::{self, pools, Priority, QuotaRules};
+use crate::users::{keys, User, UserStatus};
+use crate::{audit, notifications, vacation};
 
 /// Longest accepted proxy id.
 pub const MAX_PROXY_ID_CHARS: usize = 200;
@@ -46,8 +43,8 @@ pub const MAX_PROXY_ID_CHARS: usize = 200;
 pub struct LeasePolicy {
     /// How long a lease lives (`LEASE_TTL_SECONDS`).
     pub ttl: Duration,
-    /// The quota period (`QUOTA_PERIOD`).
-    pub period: QuotaPeriod,
+    /// The quota rules (period, pool limits, overdraft).
+    pub rules: QuotaRules,
 }
 
 /// A proxy asking for tokens on behalf of the owner of a key.
@@ -59,8 +56,31 @@ pub struct LeaseRequest {
     pub proxy_id: String,
     /// Tokens wanted, > 0.
     pub requested_tokens: i64,
-    /// The priority of the request that triggered the lease.
+    /// The priority of the request that triggered the lease; `critical` asks for a
+    /// critical lease, which may draw on the overdraft.
     pub priority: Priority,
+}
+
+/// Which budget ran out, for the refusal the proxy shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetScope {
+    /// Personal credit (the user is in no team).
+    Personal,
+    /// Personal credit and every team pool share.
+    TeamPool,
+    /// All of that and the critical overdraft.
+    Overdraft,
+}
+
+impl BudgetScope {
+    /// Wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Personal => "personal",
+            Self::TeamPool => "team_pool",
+            Self::Overdraft => "overdraft",
+        }
+    }
 }
 
 /// The control plane's answer about a user.
@@ -72,14 +92,14 @@ pub enum LeaseDecision {
         lease_id: String,
         /// Owner.
         user_id: i64,
-        /// The lease's total grant: for a new lease `min(requested, available)`; for
-        /// an extended one its previous total plus `min(requested, available)`.
+        /// The lease's total grant: for a new lease what this call held; for an
+        /// extended one its previous total plus what this call held.
         granted_tokens: i64,
         /// Lifetime of the lease from now.
         expires_in_ms: i64,
-        /// What the user may spend counting from the start of this lease:
-        /// `available + the lease's own hold + usage already reported on it` (for a
-        /// new lease simply `available`). The filter subtracts what it consumed.
+        /// What the user may spend counting from the start of this lease: what was
+        /// available before this call + the lease's own hold + usage already reported
+        /// on it. The filter subtracts what it consumed.
         quota_remaining: i64,
         /// Seconds until the period resets (0 for `QUOTA_PERIOD=never`).
         period_reset_s: i64,
@@ -91,8 +111,7 @@ pub enum LeaseDecision {
         /// Owner.
         user_id: i64,
     },
-    /// Nothing is left to grant in the user's personal budget (the proxy keeps what
-    /// is left of a lease it already holds).
+    /// Nothing is left to grant (the proxy keeps what is left of a lease it holds).
     Exhausted {
         /// Owner.
         user_id: i64,
@@ -100,6 +119,8 @@ pub enum LeaseDecision {
         quota_remaining: i64,
         /// Seconds until the period resets (0 for `QUOTA_PERIOD=never`).
         period_reset_s: i64,
+        /// What ran out.
+        scope: BudgetScope,
     },
 }
 
@@ -127,36 +148,10 @@ pub fn grant(
         requested: request.requested_tokens,
         priority: request.priority,
         now,
-        bounds: policy.period.bounds(now),
+        rules: policy.rules,
         ttl: TimeDelta::from_std(policy.ttl).unwrap_or(TimeDelta::seconds(60)),
     };
-    let outcome = match conn {
-        DbConnection::Postgres(pg) => grant_postgres(pg, &ask)?,
-        DbConnection::Sqlite(_) => grant_in_transaction(conn, &ask)?,
-    };
-    let period_reset_s = ask.bounds.seconds_until_reset(now);
-    Ok(match outcome {
-        Outcome::InvalidKey => LeaseDecision::InvalidKey,
-        Outcome::Suspended { user_id } => LeaseDecision::Suspended { user_id },
-        Outcome::Exhausted { user_id } => LeaseDecision::Exhausted {
-            user_id,
-            quota_remaining: 0,
-            period_reset_s,
-        },
-        Outcome::Granted {
-            user_id,
-            lease_id,
-            granted_tokens,
-            quota_remaining,
-        } => LeaseDecision::Granted {
-            lease_id,
-            user_id,
-            granted_tokens,
-            expires_in_ms: ask.ttl.num_milliseconds(),
-            quota_remaining,
-            period_reset_s,
-        },
-    })
+    write_transaction(conn, |conn| grant_in_transaction(conn, &ask))
 }
 
 /// Checks a proxy id (1–200 characters after trimming) and returns it trimmed.
@@ -178,178 +173,262 @@ struct Ask<'a> {
     requested: i64,
     priority: Priority,
     now: NaiveDateTime,
-    bounds: PeriodBounds,
+    rules: QuotaRules,
     ttl: TimeDelta,
 }
 
-/// What the grant steps decided.
-enum Outcome {
-    InvalidKey,
-    Suspended {
-        user_id: i64,
-    },
-    Exhausted {
-        user_id: i64,
-    },
-    Granted {
-        user_id: i64,
-        lease_id: String,
-        granted_tokens: i64,
-        quota_remaining: i64,
-    },
+impl Ask<'_> {
+    fn class(&self) -> &'static str {
+        if self.priority == Priority::Critical {
+            "critical"
+        } else {
+            "normal"
+        }
+    }
 }
 
-/// The grant steps as statements in one write transaction (the SQLite path; also
-/// correct on PostgreSQL, where `lock_key_owner` takes `FOR UPDATE`).
-fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<Outcome> {
-    let period_start = ask.bounds.start;
-    write_transaction(conn, |conn| {
-        let Some(owner) = lock_key_owner(conn, ask.key_hash)? else {
-            return Ok(Outcome::InvalidKey);
+/// The live lease a proxy holds for a user in a class.
+#[derive(Debug, Queryable)]
+struct OwnLease {
+    id: String,
+    granted_tokens: i64,
+    used_tokens: i64,
+}
+
+fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseDecision> {
+    let now = ask.now;
+    let rules = &ask.rules;
+    let Some(user_id) = key_owner(conn, ask.key_hash)? else {
+        return Ok(LeaseDecision::InvalidKey);
+    };
+    lock_user(conn, user_id)?;
+    // Read after the lock: status and quota changes take the same lock.
+    let mut user = crate::users::get_user(conn, user_id)?;
+    let bounds = rules.period.bounds(now);
+    let period_reset_s = bounds.seconds_until_reset(now);
+    match user.status() {
+        UserStatus::Suspended => return Ok(LeaseDecision::Suspended { user_id }),
+        // Their next request brings them back.
+        UserStatus::OnVacation => {
+            user = vacation::end(conn, now, &user, rules, None)?;
+        }
+        UserStatus::Active => {}
+    }
+    let p = quota::ensure_user_period(conn, now, &user, rules)?.start;
+    release_expired_of_user(conn, now, user_id)?;
+    quota::allocation::repay_debt(conn, now, &user, p, bounds.end)?;
+
+    let critical = ask.priority == Priority::Critical;
+    let own: Option<OwnLease> = leases::table
+        .filter(leases::user_id.eq(user_id))
+        .filter(leases::proxy_id.eq(ask.proxy_id))
+        .filter(leases::class.eq(ask.class()))
+        .filter(leases::released_at.is_null())
+        .filter(leases::expires_at.gt(now))
+        .filter(leases::period_start.eq(p))
+        .order((leases::expires_at.desc(), leases::id.asc()))
+        .select((leases::id, leases::granted_tokens, leases::used_tokens))
+        .first(conn)
+        .optional()?;
+
+    let personal = ledger::balance(conn, Account::Personal(user_id), p)?.max(0);
+    let mut need = ask.requested;
+    let from_personal = need.min(personal);
+    need -= from_personal;
+    let mut available = personal;
+
+    let teams = if need > 0 {
+        pools::teams_of(conn, user_id)?
+    } else {
+        Vec::new()
+    };
+    let mut from_pools: Vec<(i64, i64)> = Vec::new();
+    for &team_id in &teams {
+        lock_team(conn, team_id)?;
+        let share = pools::share(conn, now, team_id, user_id, rules)?;
+        available = available.saturating_add(share.available);
+        let take = need.min(share.available);
+        if take > 0 {
+            from_pools.push((team_id, take));
+            need -= take;
+        }
+    }
+    let mut from_overdraft = 0;
+    if need > 0 && critical && user.overdraft_enabled {
+        let drawn = ledger::balance(conn, Account::Overdraft(user_id), p)?
+            .saturating_neg()
+            .max(0);
+        let left = (rules.critical_overdraft_limit - drawn).max(0);
+        available = available.saturating_add(left);
+        from_overdraft = need.min(left);
+    }
+    let from_pool: i64 = from_pools.iter().map(|(_, t)| t).sum();
+    let total = from_personal + from_pool + from_overdraft;
+    if total <= 0 {
+        let scope = if critical && user.overdraft_enabled {
+            BudgetScope::Overdraft
+        } else if teams.is_empty() {
+            BudgetScope::Personal
+        } else {
+            BudgetScope::TeamPool
         };
-        if owner.status == UserStatus::Suspended.as_str() {
-            return Ok(Outcome::Suspended { user_id: owner.id });
-        }
-        // Read only after the lock is held, so the numbers include every grant and
-        // usage batch that committed before us.
-        let used = quota::used_in_period(conn, owner.id, period_start)?;
-        let live = quota::live_leases(conn, owner.id, period_start, ask.now)?;
-        let held = live
-            .iter()
-            .map(quota::LiveLease::hold)
-            .fold(0, i64::saturating_add);
-        let available = owner
-            .personal_quota
-            .saturating_sub(used)
-            .saturating_sub(held);
-        if available <= 0 {
-            return Ok(Outcome::Exhausted { user_id: owner.id });
-        }
-        let extra = ask.requested.min(available);
-        let expires_at = ask.now + ask.ttl;
-        // Latest expiry first, so this is the proxy's current lease.
-        if let Some(own) = live.into_iter().find(|l| l.proxy_id == ask.proxy_id) {
+        return Ok(LeaseDecision::Exhausted {
+            user_id,
+            quota_remaining: 0,
+            period_reset_s,
+            scope,
+        });
+    }
+
+    // The lease row first, then the ledger (see the lock order above).
+    let expires_at = now + ask.ttl;
+    let (lease_id, granted_tokens, quota_remaining) = match own {
+        Some(own) => {
             diesel::update(leases::table.find(&own.id))
                 .set((
-                    leases::granted_tokens.eq(leases::granted_tokens + extra),
+                    leases::granted_tokens.eq(leases::granted_tokens + total),
+                    leases::hold_personal.eq(leases::hold_personal + from_personal),
+                    leases::hold_pool.eq(leases::hold_pool + from_pool),
+                    leases::hold_overdraft.eq(leases::hold_overdraft + from_overdraft),
                     leases::expires_at.eq(expires_at),
                 ))
                 .execute(conn)?;
-            return Ok(Outcome::Granted {
-                user_id: owner.id,
-                granted_tokens: own.granted_tokens.saturating_add(extra),
-                quota_remaining: available
-                    .saturating_add(own.hold())
-                    .saturating_add(own.used_tokens),
-                lease_id: own.id,
-            });
+            let hold = (own.granted_tokens - own.used_tokens).max(0);
+            (
+                own.id,
+                own.granted_tokens + total,
+                available + hold + own.used_tokens,
+            )
         }
-        let lease_id = uuid::Uuid::new_v4().to_string();
-        diesel::insert_into(leases::table)
-            .values(NewLease {
-                id: &lease_id,
-                user_id: owner.id,
-                proxy_id: ask.proxy_id,
-                granted_tokens: extra,
-                used_tokens: 0,
-                priority: ask.priority.as_str(),
-                created_at: ask.now,
-                expires_at,
-                period_start,
-            })
-            .execute(conn)?;
-        Ok(Outcome::Granted {
-            user_id: owner.id,
-            lease_id,
-            granted_tokens: extra,
-            quota_remaining: available,
-        })
-    })
-}
-
-/// The migration's SQL function, typed.
-mod sql {
-    #![allow(clippy::too_many_arguments)] // the SQL function's eight parameters, mirrored
-    use diesel::sql_types::{BigInt, Text, Timestamp};
-
-    diesel::define_sql_function! {
-        /// The migration's one-round-trip grant (PostgreSQL only); its row is
-        /// `(decision, user_id, lease_id, granted_tokens, quota_remaining)`.
-        fn alfred_grant_lease(
-            key_hash: Text,
-            proxy_id: Text,
-            requested: BigInt,
-            priority: Text,
-            now: Timestamp,
-            period_start: Timestamp,
-            expires_at: Timestamp,
-            new_lease_id: Text,
-        ) -> Record<(Text, Nullable<BigInt>, Nullable<Text>, BigInt, BigInt)>;
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            diesel::insert_into(leases::table)
+                .values(NewLease {
+                    id: &id,
+                    user_id,
+                    proxy_id: ask.proxy_id,
+                    granted_tokens: total,
+                    used_tokens: 0,
+                    priority: ask.priority.as_str(),
+                    created_at: now,
+                    expires_at,
+                    period_start: p,
+                    class: ask.class(),
+                    hold_personal: from_personal,
+                    hold_pool: from_pool,
+                    hold_overdraft: from_overdraft,
+                })
+                .execute(conn)?;
+            (id, total, available)
+        }
+    };
+    let today = pools::day_of(now);
+    let mut hold = Movement::new(Kind::Hold)
+        .user(user_id)
+        .reference(lease_id.clone())
+        .entry(Account::Held(user_id), p, total)
+        .entry(Account::Personal(user_id), p, -from_personal)
+        .entry(Account::Overdraft(user_id), p, -from_overdraft);
+    for &(team_id, take) in &from_pools {
+        hold = hold.entry(Account::Pool(team_id), p, -take);
+        add_pool_hold(conn, &lease_id, team_id, today, take)?;
     }
-}
-use sql::alfred_grant_lease;
-
-/// The grant steps in one round trip: the migration's `alfred_grant_lease()`, called
-/// outside a transaction so the call is its own (see the migration for why a function).
-/// A typed call, so diesel keeps it as a prepared statement per connection.
-fn grant_postgres(conn: &mut diesel::PgConnection, ask: &Ask<'_>) -> Result<Outcome> {
-    let (decision, user_id, lease_id, granted_tokens, quota_remaining): (
-        String,
-        Option<i64>,
-        Option<String>,
-        i64,
-        i64,
-    ) = diesel::select(alfred_grant_lease(
-        ask.key_hash,
-        ask.proxy_id,
-        ask.requested,
-        ask.priority.as_str(),
-        ask.now,
-        ask.bounds.start,
-        ask.now + ask.ttl,
-        uuid::Uuid::new_v4().to_string(),
-    ))
-    .get_result(conn)?;
-    let user_id = user_id.unwrap_or(0);
-    Ok(match (decision.as_str(), lease_id) {
-        ("granted", Some(lease_id)) => Outcome::Granted {
-            user_id,
-            lease_id,
-            granted_tokens,
-            quota_remaining,
-        },
-        ("suspended", _) => Outcome::Suspended { user_id },
-        ("exhausted", _) => Outcome::Exhausted { user_id },
-        // `invalid_key`, and fail closed on anything unexpected.
-        _ => Outcome::InvalidKey,
+    ledger::post(conn, now, &hold)?;
+    for &(team_id, take) in &from_pools {
+        pools::record_draw(conn, team_id, user_id, today, take)?;
+    }
+    if from_overdraft > 0 {
+        let details = serde_json::json!({
+            "lease_id": lease_id,
+            "tokens": from_overdraft,
+            "proxy_id": ask.proxy_id,
+        });
+        audit::record(
+            conn,
+            now,
+            Some(user_id),
+            "overdraft.use",
+            "user",
+            Some(user_id.to_string()),
+            &details,
+        )?;
+        notifications::notify_admins(
+            conn,
+            now,
+            "overdraft_used",
+            &format!(
+                "{} ({}) used {from_overdraft} tokens of critical overdraft",
+                user.name, user.email
+            ),
+            &details,
+        )?;
+    }
+    Ok(LeaseDecision::Granted {
+        lease_id,
+        user_id,
+        granted_tokens,
+        expires_in_ms: ask.ttl.num_milliseconds(),
+        quota_remaining,
+        period_reset_s,
     })
 }
 
-/// The owner of an unrevoked key, as locked for a grant.
-struct KeyOwner {
-    id: i64,
-    personal_quota: i64,
-    status: String,
+#[derive(Insertable)]
+#[diesel(table_name = lease_pool_holds)]
+struct PoolHold<'a> {
+    lease_id: &'a str,
+    team_id: i64,
+    day: NaiveDateTime,
+    amount: i64,
 }
 
-/// Finds the key's owner and locks their row for the rest of the transaction
-/// (PostgreSQL `FOR UPDATE`; SQLite's `BEGIN IMMEDIATE` already holds the database
-/// write lock). One statement: key look-up and lock in a single round trip.
-fn lock_key_owner(conn: &mut DbConnection, key_hash: &str) -> Result<Option<KeyOwner>> {
-    let query = api_keys::table
+fn add_pool_hold(
+    conn: &mut DbConnection,
+    lease_id: &str,
+    team_id: i64,
+    day: NaiveDateTime,
+    amount: i64,
+) -> Result<()> {
+    let row = PoolHold {
+        lease_id,
+        team_id,
+        day,
+        amount,
+    };
+    let target = (
+        lease_pool_holds::lease_id,
+        lease_pool_holds::team_id,
+        lease_pool_holds::day,
+    );
+    let add =
+        lease_pool_holds::amount.eq(lease_pool_holds::amount + excluded(lease_pool_holds::amount));
+    match conn {
+        DbConnection::Sqlite(c) => diesel::insert_into(lease_pool_holds::table)
+            .values(&row)
+            .on_conflict(target)
+            .do_update()
+            .set(add)
+            .execute(c)?,
+        DbConnection::Postgres(c) => diesel::insert_into(lease_pool_holds::table)
+            .values(&row)
+            .on_conflict(target)
+            .do_update()
+            .set(add)
+            .execute(c)?,
+    };
+    Ok(())
+}
+
+/// The owner of an unrevoked key of a live user.
+fn key_owner(conn: &mut DbConnection, key_hash: &str) -> Result<Option<i64>> {
+    Ok(api_keys::table
         .inner_join(users::table)
         .filter(api_keys::key_hash.eq(key_hash))
         .filter(api_keys::revoked_at.is_null())
-        .select((users::id, users::personal_quota, users::status));
-    let row: Option<(i64, i64, String)> = match conn {
-        DbConnection::Postgres(pg) => query.for_update().first(pg).optional()?,
-        DbConnection::Sqlite(sqlite) => query.first(sqlite).optional()?,
-    };
-    Ok(row.map(|(id, personal_quota, status)| KeyOwner {
-        id,
-        personal_quota,
-        status,
-    }))
+        .filter(users::deleted_at.is_null())
+        .select(users::id)
+        .first(conn)
+        .optional()?)
 }
 
 /// A lease by id.
@@ -360,4 +439,139 @@ pub fn get_lease(conn: &mut DbConnection, lease_id: &str) -> Result<Lease> {
         .first(conn)
         .optional()?
         .ok_or(Error::NotFound("lease"))
+}
+
+/// The lease columns a release needs.
+#[derive(Debug, Queryable)]
+struct Releasing {
+    user_id: i64,
+    granted_tokens: i64,
+    used_tokens: i64,
+    hold_personal: i64,
+    hold_pool: i64,
+    hold_overdraft: i64,
+    period_start: NaiveDateTime,
+}
+
+/// Releases one lease in the caller's transaction: marks it released (once) and
+/// returns what it did not use — overdraft first, then pools (latest day first),
+/// then personal credit. Returns the tokens returned.
+pub fn release_lease(conn: &mut DbConnection, now: NaiveDateTime, lease_id: &str) -> Result<i64> {
+    let row: Option<Releasing> = diesel::update(
+        leases::table
+            .find(lease_id)
+            .filter(leases::released_at.is_null()),
+    )
+    .set(leases::released_at.eq(Some(now)))
+    .returning((
+        leases::user_id,
+        leases::granted_tokens,
+        leases::used_tokens,
+        leases::hold_personal,
+        leases::hold_pool,
+        leases::hold_overdraft,
+        leases::period_start,
+    ))
+    .get_result(conn)
+    .optional()?;
+    let Some(lease) = row else {
+        return Ok(0);
+    };
+    let remaining = (lease.granted_tokens - lease.used_tokens).max(0);
+    if remaining == 0 {
+        return Ok(0);
+    }
+    let u = lease.user_id;
+    let p = lease.period_start;
+    let back_overdraft = remaining.min(lease.hold_overdraft);
+    let mut left = remaining - back_overdraft;
+    let back_pool_total = left.min(lease.hold_pool);
+    left -= back_pool_total;
+    let back_personal = left.min(lease.hold_personal);
+    let mut release = Movement::new(Kind::Release)
+        .user(u)
+        .reference(lease_id)
+        .entry(
+            Account::Held(u),
+            p,
+            -(back_overdraft + back_pool_total + back_personal),
+        )
+        .entry(Account::Overdraft(u), p, back_overdraft)
+        .entry(Account::Personal(u), p, back_personal);
+    let mut draws_back = Vec::new();
+    if back_pool_total > 0 {
+        let parts: Vec<(i64, NaiveDateTime, i64)> = lease_pool_holds::table
+            .filter(lease_pool_holds::lease_id.eq(lease_id))
+            .order((
+                lease_pool_holds::day.desc(),
+                lease_pool_holds::team_id.desc(),
+            ))
+            .select((
+                lease_pool_holds::team_id,
+                lease_pool_holds::day,
+                lease_pool_holds::amount,
+            ))
+            .load(conn)?;
+        let mut to_return = back_pool_total;
+        for (team_id, day, amount) in parts {
+            let back = to_return.min(amount);
+            if back <= 0 {
+                break;
+            }
+            release = release.entry(Account::Pool(team_id), p, back);
+            draws_back.push((team_id, day, back));
+            to_return -= back;
+        }
+        // Pool parts always add up to hold_pool; anything unmatched stays held
+        // rather than being invented.
+        if to_return > 0 {
+            release = release.entry(Account::Held(u), p, to_return);
+            tracing::error!(
+                lease_id,
+                to_return,
+                "lease pool parts do not cover its pool hold"
+            );
+        }
+    }
+    ledger::post(conn, now, &release)?;
+    for (team_id, day, back) in draws_back {
+        pools::record_draw(conn, team_id, u, day, -back)?;
+    }
+    Ok(remaining)
+}
+
+/// Releases the user's expired leases (in the caller's transaction).
+fn release_expired_of_user(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    user_id: i64,
+) -> Result<()> {
+    let expired: Vec<String> = leases::table
+        .filter(leases::user_id.eq(user_id))
+        .filter(leases::released_at.is_null())
+        .filter(leases::expires_at.le(now))
+        .select(leases::id)
+        .load(conn)?;
+    for id in expired {
+        release_lease(conn, now, &id)?;
+    }
+    Ok(())
+}
+
+/// Releases up to `limit` expired leases, oldest expiry first, in one transaction;
+/// returns how many. Run by the control plane's maintenance loop every second.
+pub fn release_expired(conn: &mut DbConnection, now: NaiveDateTime, limit: i64) -> Result<usize> {
+    write_transaction(conn, |conn| {
+        let expired: Vec<String> = leases::table
+            .filter(leases::released_at.is_null())
+            .filter(leases::expires_at.le(now))
+            .order(leases::expires_at.asc())
+            .limit(limit)
+            .select(leases::id)
+            .load(conn)?;
+        for id in &expired {
+            release_lease(conn, now, id)?;
+        }
+        Ok(expired.len())
+    })
 }

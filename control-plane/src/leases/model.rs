@@ -27,6 +27,16 @@ pub struct Lease {
     pub expires_at: NaiveDateTime,
     /// The quota period it was granted in.
     pub period_start: NaiveDateTime,
+    /// `normal`, or `critical` (may draw on the overdraft).
+    pub class: String,
+    /// Tokens held from personal credit.
+    pub hold_personal: i64,
+    /// Tokens held from team pools.
+    pub hold_pool: i64,
+    /// Tokens held from the critical overdraft.
+    pub hold_overdraft: i64,
+    /// When what it did not use went back (None while live).
+    pub released_at: Option<NaiveDateTime>,
 }
 
 /// Insert form of [`Lease`].
@@ -51,4 +61,12 @@ pub struct NewLease<'a> {
     pub expires_at: NaiveDateTime,
     /// Period it belongs to.
     pub period_start: NaiveDateTime,
+    /// `normal` or `critical`.
+    pub class: &'a str,
+    /// Held from personal credit.
+    pub hold_personal: i64,
+    /// Held from team pools.
+    pub hold_pool: i64,
+    /// Held from the overdraft.
+    pub hold_overdraft: i64,
 }

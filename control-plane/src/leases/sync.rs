@@ -2,17 +2,18 @@
 //! leases for, so revocation, suspension and spent quotas reach it within seconds
 //! instead of at lease expiry.
 //!
-//! Two queries for the whole batch, whatever its size: keys with their owners and the
-//! period's usage; then the unexpired leases of those owners held by other proxies.
+//! A handful of queries for the whole batch, whatever its size: keys with their
+//! owners, their ledger balances, their returnable leases and team memberships.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::schema::{api_keys, leases, usage_totals, users};
+use crate::db::schema::{allocations, api_keys, leases, ledger_balances, team_members, users};
 use crate::db::DbConnection;
 use crate::error::{Error, Result};
+use crate::ledger::Account;
 use crate::quota::QuotaPeriod;
 use crate::users::{keys, UserStatus};
 
@@ -47,10 +48,10 @@ pub struct KeyCheck {
 
 /// Checks `key_hashes` for the proxy `proxy_id`, one answer per hash, in order.
 ///
-/// `exhausted` means nothing is left *for this proxy*: `personal_quota − used − holds
-/// of the user's unexpired leases held by other proxies ≤ 0`. The proxy's own lease is
-/// not subtracted: its hold is what the proxy is still allowed to spend, and counting
-/// it would tell a proxy holding the user's whole remaining quota to drop it.
+/// `exhausted` means nothing is left *for this proxy*: for a user in no team (a pool
+/// may still fund team members), their personal credit this period less unpaid debt,
+/// plus what this proxy's own live leases (and expired, not yet released, leases)
+/// still hold of it, is ≤ 0. What other proxies hold is theirs to spend.
 pub fn check_keys(
     conn: &mut DbConnection,
     now: NaiveDateTime,
@@ -77,58 +78,103 @@ pub fn check_keys(
     }
     let bounds = period.bounds(now);
 
-    // 1. Unrevoked keys → owner, quota, status and this period's usage.
-    let owners: Vec<(String, i64, i64, String, Option<i64>)> = api_keys::table
+    // 1. Unrevoked keys of live users → owner, quota and status.
+    let owners: Vec<(String, i64, i64, String)> = api_keys::table
         .inner_join(users::table)
-        .left_join(
-            usage_totals::table.on(usage_totals::user_id
-                .eq(users::id)
-                .and(usage_totals::period_start.eq(bounds.start))),
-        )
         .filter(api_keys::key_hash.eq_any(&hashes))
         .filter(api_keys::revoked_at.is_null())
+        .filter(users::deleted_at.is_null())
         .select((
             api_keys::key_hash,
             users::id,
             users::personal_quota,
             users::status,
-            usage_totals::used_tokens.nullable(),
         ))
         .load(conn)?;
 
-    // 2. What other proxies hold for those users.
+    // 2. What each owner may still get: personal credit this period (their quota when
+    // not yet issued), less unpaid debt, plus what this proxy's own live leases and
+    // any expired, not yet released, leases still hold of it; and team membership.
     let user_ids: Vec<i64> = owners.iter().map(|o| o.1).collect();
-    let other_leases: Vec<(i64, i64, i64)> = if user_ids.is_empty() {
-        Vec::new()
-    } else {
-        leases::table
-            .filter(leases::user_id.eq_any(&user_ids))
-            .filter(leases::expires_at.gt(now))
-            .filter(leases::period_start.eq(bounds.start))
-            .filter(leases::proxy_id.ne(proxy_id))
-            .select((leases::user_id, leases::granted_tokens, leases::used_tokens))
-            .load(conn)?
-    };
-    let mut held_by_others: HashMap<i64, i64> = HashMap::new();
-    for (user_id, granted, used) in other_leases {
-        let held = held_by_others.entry(user_id).or_default();
-        *held = held.saturating_add(granted.saturating_sub(used).max(0));
+    let personal_keys: Vec<String> = user_ids
+        .iter()
+        .map(|id| Account::Personal(*id).key())
+        .collect();
+    let debt_keys: Vec<String> = user_ids.iter().map(|id| Account::Debt(*id).key()).collect();
+    let mut credit: HashMap<i64, i64> = owners.iter().map(|o| (o.1, o.2)).collect();
+    let issued: HashSet<String> = allocations::table
+        .filter(
+            allocations::owner.eq_any(
+                user_ids
+                    .iter()
+                    .map(|id| format!("user:{id}"))
+                    .collect::<Vec<_>>(),
+            ),
+        )
+        .filter(allocations::period_start.eq(bounds.start))
+        .select(allocations::owner)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    for id in &user_ids {
+        if issued.contains(&format!("user:{id}")) {
+            credit.insert(*id, 0);
+        }
     }
+    let rows: Vec<(String, NaiveDateTime, i64)> = ledger_balances::table
+        .filter(
+            ledger_balances::account
+                .eq_any(&personal_keys)
+                .and(ledger_balances::period_start.eq(bounds.start))
+                .or(ledger_balances::account
+                    .eq_any(&debt_keys)
+                    .and(ledger_balances::balance.lt(0))),
+        )
+        .select((
+            ledger_balances::account,
+            ledger_balances::period_start,
+            ledger_balances::balance,
+        ))
+        .load(conn)?;
+    for (account, _, balance) in rows {
+        let Some(id) = account
+            .split(':')
+            .nth(1)
+            .and_then(|raw| raw.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        *credit.entry(id).or_default() += balance;
+    }
+    let returnable: Vec<(i64, i64, i64)> = leases::table
+        .filter(leases::user_id.eq_any(&user_ids))
+        .filter(leases::released_at.is_null())
+        .filter(leases::period_start.eq(bounds.start))
+        .filter(leases::proxy_id.eq(proxy_id).or(leases::expires_at.le(now)))
+        .select((leases::user_id, leases::hold_personal, leases::used_tokens))
+        .load(conn)?;
+    for (id, hold_personal, used) in returnable {
+        *credit.entry(id).or_default() += (hold_personal - used).max(0);
+    }
+    let in_team: HashSet<i64> = team_members::table
+        .filter(team_members::user_id.eq_any(&user_ids))
+        .select(team_members::user_id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect();
 
     let period_reset_s = bounds.seconds_until_reset(now);
     let by_hash: HashMap<&str, KeyDecision> = owners
         .iter()
-        .map(|(hash, user_id, quota, status, used)| {
+        .map(|(hash, user_id, _, status)| {
             let decision = if status.parse() != Ok(UserStatus::Active)
                 && status.parse() != Ok(UserStatus::OnVacation)
             {
                 // Suspended, or an unknown stored status (fail closed).
                 KeyDecision::Suspended
             } else {
-                let left = quota
-                    .saturating_sub(used.unwrap_or(0))
-                    .saturating_sub(held_by_others.get(user_id).copied().unwrap_or(0));
-                if left <= 0 {
+                let left = credit.get(user_id).copied().unwrap_or(0);
+                if !in_team.contains(user_id) && left <= 0 {
                     KeyDecision::Exhausted { period_reset_s }
                 } else {
                     KeyDecision::Active

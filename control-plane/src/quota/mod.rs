@@ -1,14 +1,17 @@
-//! The quota engine: quota periods and what a user may still spend.
-//!
-//! For this step a user's budget is their personal quota; team pools, transfers and
-//! grants join the formula later (see `docs/control-plane.md`).
+//! The quota engine: periods, allocations, team pools and the numbers a user sees.
+//! Every amount is a ledger balance (`crate::ledger`); the rules are in
+//! `docs/quota-model.md`.
 
-mod balance;
+pub mod allocation;
 mod period;
+pub mod pools;
 mod priority;
+mod rules;
+mod view;
 
-pub use balance::{
-    balance, held_tokens, live_leases, used_and_held, used_in_period, Balance, LiveLease,
-};
+pub use allocation::{ensure_team_period, ensure_user_period};
 pub use period::{PeriodBounds, QuotaPeriod};
+pub use pools::PoolShare;
 pub use priority::Priority;
+pub use rules::QuotaRules;
+pub use view::{view, QuotaView};

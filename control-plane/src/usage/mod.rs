@@ -2,12 +2,13 @@
 //!
 //! A batch is validated whole before anything is written (one bad record rejects the
 //! batch, naming its index and field). Then one transaction inserts the records with
-//! `ON CONFLICT (request_id) DO NOTHING` and adds only the rows actually inserted to
-//! their users' running totals and their leases' `used_tokens` — so a retried batch
-//! charges nothing twice. Each record's cost is computed from the price catalog on the
-//! way in (`unpriced` when the model has no price). The number of statements per batch
-//! does not grow with the number of users or leases in it. Usage is
-//! charged to the user even when the lease has expired or never existed: the lease
+//! `ON CONFLICT (request_id) DO NOTHING` and settles only the rows actually inserted —
+//! so a retried batch charges nothing twice: their leases' `used_tokens` grow, and
+//! two ledger movements cover the whole round: `usage` turns what the leases held into
+//! used, `overrun` records usage past a lease's grant (or on an expired, released or
+//! unknown lease, or without one) as the user's debt, which their next grant repays
+//! from personal credit. Each record's cost is computed from the price catalog on the
+//! way in (`unpriced` when the model has no price). Usage is always charged: the lease
 //! only bounds what proxies may reserve; the usage is the truth.
 
 mod model;
@@ -19,15 +20,15 @@ use chrono::NaiveDateTime;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp};
-use diesel::upsert::excluded;
 
-pub use model::{NewUsageRecord, NewUsageTotal, Privacy, UsageRecord};
+pub use model::{NewUsageRecord, Privacy, UsageRecord};
 pub use queue::{IngestQueue, MAX_ROUND_RECORDS};
 
-use crate::db::schema::{leases, usage_records, usage_totals, users};
+use crate::db::schema::{leases, usage_records, users};
 use crate::db::{write_transaction, DbConnection};
 use crate::error::{Error, Result};
 use crate::leases::MAX_PROXY_ID_CHARS;
+use crate::ledger::{self, Account, Kind, Movement};
 use crate::pricing::{Cost, Price, PriceCatalog, TokenCounts};
 use crate::quota::{Priority, QuotaPeriod};
 
@@ -314,8 +315,10 @@ fn write_round(
             .map(|row| (row.0.clone(), row))
             .collect();
 
-        let mut per_user: BTreeMap<(i64, NaiveDateTime), i64> = BTreeMap::new();
+        // Usage per lease, and per (user, period) for records without a usable lease.
         let mut per_lease: BTreeMap<String, i64> = BTreeMap::new();
+        let mut lease_fallback: HashMap<String, (i64, NaiveDateTime)> = HashMap::new();
+        let mut unleased: BTreeMap<(i64, NaiveDateTime), i64> = BTreeMap::new();
         let mut accepted_outcomes = outcomes.iter_mut().filter(|o| o.is_ok());
         for batch in &accepted {
             let mut applied = 0;
@@ -326,11 +329,18 @@ fn write_round(
                     continue;
                 };
                 applied += 1;
-                let sum = per_user.entry((user_id, batch.period_start)).or_default();
-                *sum = sum.saturating_add(total);
-                if let Some(lease_id) = lease_id {
-                    let sum = per_lease.entry(lease_id).or_default();
-                    *sum = sum.saturating_add(total);
+                match lease_id {
+                    Some(lease_id) => {
+                        lease_fallback
+                            .entry(lease_id.clone())
+                            .or_insert((user_id, batch.period_start));
+                        let sum = per_lease.entry(lease_id).or_default();
+                        *sum = sum.saturating_add(total);
+                    }
+                    None => {
+                        let sum = unleased.entry((user_id, batch.period_start)).or_default();
+                        *sum = sum.saturating_add(total);
+                    }
                 }
             }
             if let Some(outcome) = accepted_outcomes.next() {
@@ -340,16 +350,38 @@ fn write_round(
                 });
             }
         }
-        let totals: Vec<NewUsageTotal> = per_user
-            .into_iter()
-            .map(|((user_id, period_start), tokens)| NewUsageTotal {
-                user_id,
-                period_start,
-                used_tokens: tokens,
-            })
-            .collect();
-        add_to_totals(conn, &totals)?;
-        add_to_leases(conn, &per_lease)?;
+        let now = accepted.first().map_or_else(ledger::timeless, |b| b.now);
+        let settled = add_to_leases(conn, &per_lease)?;
+        let mut usage = Movement::new(Kind::Usage);
+        let mut overrun = Movement::new(Kind::Overrun);
+        for lease in &settled {
+            lease_fallback.remove(&lease.id);
+            let prior = lease.used_tokens - lease.tokens;
+            let covered = if lease.released {
+                0
+            } else {
+                (lease.granted_tokens - prior).clamp(0, lease.tokens)
+            };
+            let (u, p) = (lease.user_id, lease.period_start);
+            usage = usage.transfer(Account::Held(u), Account::Used(u), p, covered);
+            overrun = overrun.transfer(
+                Account::Debt(u),
+                Account::Used(u),
+                p,
+                lease.tokens - covered,
+            );
+        }
+        // Unknown leases: charged like usage without a lease.
+        for (lease_id, (user_id, p)) in lease_fallback {
+            let tokens = per_lease.get(&lease_id).copied().unwrap_or(0);
+            let sum = unleased.entry((user_id, p)).or_default();
+            *sum = sum.saturating_add(tokens);
+        }
+        for ((u, p), tokens) in unleased {
+            overrun = overrun.transfer(Account::Debt(u), Account::Used(u), p, tokens);
+        }
+        ledger::post(conn, now, &usage)?;
+        ledger::post(conn, now, &overrun)?;
         Ok(outcomes)
     })
 }
@@ -493,68 +525,85 @@ fn insert_new_postgres(
         .collect())
 }
 
-/// Adds to users' running totals for the period (insert or increment), one
-/// statement for many users, in the given (user id) order.
-fn add_to_totals(conn: &mut DbConnection, rows: &[NewUsageTotal]) -> Result<()> {
-    match conn {
-        DbConnection::Sqlite(c) => {
-            let target = (usage_totals::user_id, usage_totals::period_start);
-            let increment = usage_totals::used_tokens
-                .eq(usage_totals::used_tokens + excluded(usage_totals::used_tokens));
-            for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
-                diesel::insert_into(usage_totals::table)
-                    .values(chunk)
-                    .on_conflict(target)
-                    .do_update()
-                    .set(increment)
-                    .execute(c)?;
-            }
-        }
-        DbConnection::Postgres(pg) => {
-            diesel::sql_query(
-                "INSERT INTO usage_totals (user_id, period_start, used_tokens) \
-                 SELECT * FROM unnest($1, $2, $3) \
-                 ON CONFLICT (user_id, period_start) \
-                 DO UPDATE SET used_tokens = usage_totals.used_tokens + excluded.used_tokens",
-            )
-            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
-            .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.period_start).collect::<Vec<_>>())
-            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.used_tokens).collect::<Vec<_>>())
-            .execute(pg)?;
-        }
-    }
-    Ok(())
+/// A lease after usage was added to it.
+#[derive(Debug, QueryableByName)]
+struct Settled {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = BigInt)]
+    user_id: i64,
+    #[diesel(sql_type = BigInt)]
+    granted_tokens: i64,
+    /// After this batch.
+    #[diesel(sql_type = BigInt)]
+    used_tokens: i64,
+    #[diesel(sql_type = Bool)]
+    released: bool,
+    #[diesel(sql_type = Timestamp)]
+    period_start: NaiveDateTime,
+    /// What this batch added.
+    #[diesel(sql_type = BigInt)]
+    tokens: i64,
 }
 
-/// Adds usage to leases' `used_tokens`. No row updated = unknown lease; the usage is
-/// charged to the user anyway. PostgreSQL: one statement over `unnest`ed arrays (a
+/// Adds usage to leases' `used_tokens` and returns each lease as updated (unknown
+/// leases are absent). Lease rows are taken in id order, before any ledger balance
+/// row (the grant's lock order). PostgreSQL: one statement over `unnest`ed arrays (a
 /// round trip per lease would dominate a batch); SQLite: one cached statement per
 /// lease, in-process.
-fn add_to_leases(conn: &mut DbConnection, per_lease: &BTreeMap<String, i64>) -> Result<()> {
+fn add_to_leases(
+    conn: &mut DbConnection,
+    per_lease: &BTreeMap<String, i64>,
+) -> Result<Vec<Settled>> {
     if per_lease.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     match conn {
         DbConnection::Postgres(pg) => {
             let ids: Vec<&str> = per_lease.keys().map(String::as_str).collect();
             let tokens: Vec<i64> = per_lease.values().copied().collect();
-            diesel::sql_query(
+            Ok(diesel::sql_query(
                 "UPDATE leases SET used_tokens = leases.used_tokens + v.tokens \
-                 FROM unnest($1, $2) AS v(id, tokens) WHERE leases.id = v.id",
+                 FROM (SELECT * FROM unnest($1, $2) AS u(id, tokens) ORDER BY id) AS v \
+                 WHERE leases.id = v.id \
+                 RETURNING leases.id, leases.user_id, leases.granted_tokens, leases.used_tokens, \
+                 leases.released_at IS NOT NULL AS released, leases.period_start, v.tokens",
             )
             .bind::<Array<Text>, _>(ids)
             .bind::<Array<BigInt>, _>(tokens)
-            .execute(pg)?;
+            .load(pg)?)
         }
         DbConnection::Sqlite(_) => {
+            let mut settled = Vec::with_capacity(per_lease.len());
             for (lease_id, tokens) in per_lease {
-                diesel::update(leases::table.find(lease_id))
-                    .set(leases::used_tokens.eq(leases::used_tokens + tokens))
-                    .execute(conn)?;
+                let row: Option<(i64, i64, i64, Option<NaiveDateTime>, NaiveDateTime)> =
+                    diesel::update(leases::table.find(lease_id))
+                        .set(leases::used_tokens.eq(leases::used_tokens + tokens))
+                        .returning((
+                            leases::user_id,
+                            leases::granted_tokens,
+                            leases::used_tokens,
+                            leases::released_at,
+                            leases::period_start,
+                        ))
+                        .get_result(conn)
+                        .optional()?;
+                if let Some((user_id, granted_tokens, used_tokens, released_at, period_start)) = row
+                {
+                    settled.push(Settled {
+                        id: lease_id.clone(),
+                        user_id,
+                        granted_tokens,
+                        used_tokens,
+                        released: released_at.is_some(),
+                        period_start,
+                        tokens: *tokens,
+                    });
+                }
             }
+            Ok(settled)
         }
     }
-    Ok(())
 }
 
 /// The newest `limit` usage records of a user, newest first.

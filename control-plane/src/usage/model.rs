@@ -6,7 +6,7 @@ use std::str::FromStr;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::schema::{usage_records, usage_totals};
+use crate::db::schema::usage_records;
 
 /// A stored usage record.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -66,18 +66,6 @@ pub struct NewUsageRecord<'a> {
     pub period_start: NaiveDateTime,
     pub cost_nano_usd: i64,
     pub unpriced: bool,
-}
-
-/// An increment of a user's running usage total for one period.
-#[derive(Debug, Insertable)]
-#[diesel(table_name = usage_totals, treat_none_as_default_value = false)]
-pub struct NewUsageTotal {
-    /// Who.
-    pub user_id: i64,
-    /// Which period.
-    pub period_start: NaiveDateTime,
-    /// Tokens to add.
-    pub used_tokens: i64,
 }
 
 /// `X-Privacy-Mode` of the request.

@@ -8,6 +8,7 @@ mod service;
 
 pub use model::{NewUser, User, UserStatus};
 pub use service::{
-    authenticate, create_user, delete_user, find_by_key_hash, get_user, list_users, revoke_keys,
-    rotate_key, set_status, update_user, CreateUser, CreatedUser, UpdateUser,
+    authenticate, create_user, delete_user, find_by_email, find_by_key_hash, get_user,
+    get_user_any, list_users, revoke_keys, rotate_key, update_user, CreateUser, CreatedUser,
+    UpdateUser,
 };

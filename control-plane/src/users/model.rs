@@ -28,6 +28,8 @@ pub struct User {
     pub created_at: NaiveDateTime,
     /// Last change (UTC).
     pub updated_at: NaiveDateTime,
+    /// Whether critical requests may overdraw (admins can turn it off).
+    pub overdraft_enabled: bool,
 }
 
 impl User {
@@ -76,7 +78,7 @@ pub struct NewApiKey<'a> {
 pub enum UserStatus {
     /// Normal operation.
     Active,
-    /// Away; still allowed to make requests for now (vacation release comes later).
+    /// Away: unused personal credit shared with the team; the next request returns.
     OnVacation,
     /// Every request refused.
     Suspended,

@@ -7,8 +7,12 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use super::keys;
 use super::model::{NewApiKey, NewUser, User, UserStatus};
 use crate::db::schema::{api_keys, users};
-use crate::db::{write_transaction, DbConnection};
+use crate::db::{lock_user, write_transaction, DbConnection};
 use crate::error::{Error, Result};
+use crate::ledger::{self, Account, Kind, Movement};
+use crate::quota::allocation::{self, user_owner};
+use crate::quota::QuotaRules;
+use crate::{audit, vacation};
 
 /// Longest accepted display name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -50,6 +54,7 @@ pub fn create_user(
     conn: &mut DbConnection,
     now: NaiveDateTime,
     input: CreateUser,
+    actor: Option<i64>,
 ) -> Result<CreatedUser> {
     let email = normalize_email(&input.email)?;
     let name = validate_name(&input.name)?;
@@ -88,6 +93,19 @@ pub fn create_user(
                 created_at: now,
             })
             .execute(conn)?;
+        audit::record(
+            conn,
+            now,
+            actor,
+            "user.create",
+            "user",
+            Some(user.id.to_string()),
+            &serde_json::json!({
+                "email": user.email,
+                "personal_quota": user.personal_quota,
+                "is_admin": user.is_admin,
+            }),
+        )?;
         Ok(user)
     })?;
     Ok(CreatedUser {
@@ -177,6 +195,26 @@ pub fn get_user(conn: &mut DbConnection, id: i64) -> Result<User> {
         .ok_or(Error::NotFound("user"))
 }
 
+/// One user by id, deleted or not (history: a transfer's sender).
+pub fn get_user_any(conn: &mut DbConnection, id: i64) -> Result<User> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound("user"))
+}
+
+/// A live user by email (case-insensitive).
+pub fn find_by_email(conn: &mut DbConnection, email: &str) -> Result<Option<User>> {
+    Ok(users::table
+        .filter(users::email.eq(email.trim().to_lowercase()))
+        .filter(users::deleted_at.is_null())
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
+}
+
 /// All users but deleted ones, oldest first.
 pub fn list_users(conn: &mut DbConnection) -> Result<Vec<User>> {
     Ok(users::table
@@ -184,22 +222,6 @@ pub fn list_users(conn: &mut DbConnection) -> Result<Vec<User>> {
         .order(users::id.asc())
         .select(User::as_select())
         .load(conn)?)
-}
-
-/// Changes a user's status.
-pub fn set_status(
-    conn: &mut DbConnection,
-    now: NaiveDateTime,
-    id: i64,
-    status: UserStatus,
-) -> Result<User> {
-    let changed = diesel::update(users::table.find(id).filter(users::deleted_at.is_null()))
-        .set((users::status.eq(status.as_str()), users::updated_at.eq(now)))
-        .execute(conn)?;
-    if changed == 0 {
-        return Err(Error::NotFound("user"));
-    }
-    get_user(conn, id)
 }
 
 /// What an admin may change on a user; `None` leaves a field as it is.
@@ -215,14 +237,21 @@ pub struct UpdateUser {
     pub status: Option<UserStatus>,
     /// New admin flag.
     pub is_admin: Option<bool>,
+    /// Whether critical requests may overdraw.
+    pub overdraft_enabled: Option<bool>,
 }
 
-/// Validates every given field, then changes them together (all or nothing).
+/// Validates every given field, then changes them together (all or nothing), under
+/// the user's lock. A quota change moves this period's personal credit by the
+/// difference (a decrease takes at most what is unspent); a status change to or from
+/// `on_vacation` releases or returns credit (see `crate::vacation`).
 pub fn update_user(
     conn: &mut DbConnection,
     now: NaiveDateTime,
     id: i64,
     input: UpdateUser,
+    rules: &QuotaRules,
+    actor: Option<i64>,
 ) -> Result<User> {
     let email = input.email.as_deref().map(normalize_email).transpose()?;
     let name = input.name.as_deref().map(validate_name).transpose()?;
@@ -230,6 +259,7 @@ pub fn update_user(
         validate_quota(quota)?;
     }
     write_transaction(conn, |conn| {
+        lock_user(conn, id)?;
         let current = get_user(conn, id)?;
         if let Some(email) = &email {
             let taken: i64 = users::table
@@ -241,48 +271,143 @@ pub fn update_user(
                 return Err(Error::EmailTaken);
             }
         }
-        let status = input
-            .status
-            .map_or_else(|| current.status.clone(), |s| s.as_str().to_owned());
         diesel::update(users::table.find(id))
             .set((
                 users::email.eq(email.as_deref().unwrap_or(&current.email)),
                 users::name.eq(name.unwrap_or(&current.name)),
                 users::personal_quota.eq(input.personal_quota.unwrap_or(current.personal_quota)),
-                users::status.eq(&status),
                 users::is_admin.eq(input.is_admin.unwrap_or(current.is_admin)),
+                users::overdraft_enabled
+                    .eq(input.overdraft_enabled.unwrap_or(current.overdraft_enabled)),
                 users::updated_at.eq(now),
             ))
             .execute(conn)
             .map_err(unique_violation_is_email_taken)?;
-        get_user(conn, id)
+        let mut adjusted = 0;
+        if let Some(quota) = input.personal_quota {
+            let p = rules.period.bounds(now).start;
+            let owner = user_owner(id);
+            // Only an issued allocation is adjusted; an unissued one is issued at the
+            // new quota.
+            if allocation::allocated_exists(conn, &owner, p)? {
+                let mut delta = quota - current.personal_quota;
+                if delta < 0 {
+                    let left = ledger::balance(conn, Account::Personal(id), p)?.max(0);
+                    delta = delta.max(-left);
+                }
+                if delta != 0 {
+                    let mut movement = Movement::new(Kind::Adjustment).user(id).transfer(
+                        Account::Issued,
+                        Account::Personal(id),
+                        p,
+                        delta,
+                    );
+                    if let Some(actor) = actor {
+                        movement = movement.actor(actor);
+                    }
+                    ledger::post(conn, now, &movement)?;
+                    allocation::adjust_allocated(conn, &owner, p, delta)?;
+                }
+                adjusted = delta;
+            }
+        }
+        let mut user = get_user(conn, id)?;
+        if let Some(status) = input.status {
+            let was = current.status();
+            user = match (was, status) {
+                (UserStatus::OnVacation, UserStatus::OnVacation) => user,
+                (_, UserStatus::OnVacation) => vacation::start(conn, now, &user, rules, actor)?,
+                (_, UserStatus::Active) if was != UserStatus::Active => {
+                    vacation::end(conn, now, &user, rules, actor)?
+                }
+                (_, other) => {
+                    diesel::update(users::table.find(id))
+                        .set(users::status.eq(other.as_str()))
+                        .execute(conn)?;
+                    get_user(conn, id)?
+                }
+            };
+        }
+        audit::record(
+            conn,
+            now,
+            actor,
+            "user.update",
+            "user",
+            Some(id.to_string()),
+            &serde_json::json!({
+                "email": email,
+                "name": name,
+                "personal_quota": input.personal_quota,
+                "quota_adjustment": adjusted,
+                "status": input.status.map(UserStatus::as_str),
+                "is_admin": input.is_admin,
+                "overdraft_enabled": input.overdraft_enabled,
+            }),
+        )?;
+        Ok(user)
     })
 }
 
 /// Soft-deletes a user: every key revoked (requests and proxies see `invalid_key`
 /// within seconds), the user hidden from the admin API; usage history kept.
-pub fn delete_user(conn: &mut DbConnection, now: NaiveDateTime, id: i64) -> Result<()> {
+pub fn delete_user(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    id: i64,
+    actor: Option<i64>,
+) -> Result<()> {
     write_transaction(conn, |conn| {
+        lock_user(conn, id)?;
         get_user(conn, id)?;
-        revoke_all(conn, now, id)?;
+        let revoked = revoke_all(conn, now, id)?;
         diesel::update(users::table.find(id))
             .set((users::deleted_at.eq(Some(now)), users::updated_at.eq(now)))
             .execute(conn)?;
+        audit::record(
+            conn,
+            now,
+            actor,
+            "user.delete",
+            "user",
+            Some(id.to_string()),
+            &serde_json::json!({ "keys_revoked": revoked }),
+        )?;
         Ok(())
     })
 }
 
 /// Revokes every key of a user; returns how many were live.
-pub fn revoke_keys(conn: &mut DbConnection, now: NaiveDateTime, id: i64) -> Result<usize> {
+pub fn revoke_keys(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    id: i64,
+    actor: Option<i64>,
+) -> Result<usize> {
     write_transaction(conn, |conn| {
         get_user(conn, id)?;
-        revoke_all(conn, now, id)
+        let revoked = revoke_all(conn, now, id)?;
+        audit::record(
+            conn,
+            now,
+            actor,
+            "user.keys_revoke",
+            "user",
+            Some(id.to_string()),
+            &serde_json::json!({ "revoked": revoked }),
+        )?;
+        Ok(revoked)
     })
 }
 
 /// Replaces a user's keys by a new one (returned once), atomically: the old keys stop
 /// working in the same transaction.
-pub fn rotate_key(conn: &mut DbConnection, now: NaiveDateTime, id: i64) -> Result<CreatedUser> {
+pub fn rotate_key(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    id: i64,
+    actor: Option<i64>,
+) -> Result<CreatedUser> {
     let key = keys::generate();
     let user = write_transaction(conn, |conn| {
         let user = get_user(conn, id)?;
@@ -295,6 +420,15 @@ pub fn rotate_key(conn: &mut DbConnection, now: NaiveDateTime, id: i64) -> Resul
                 created_at: now,
             })
             .execute(conn)?;
+        audit::record(
+            conn,
+            now,
+            actor,
+            "user.key_rotate",
+            "user",
+            Some(id.to_string()),
+            &serde_json::json!({}),
+        )?;
         Ok::<_, Error>(user)
     })?;
     Ok(CreatedUser {

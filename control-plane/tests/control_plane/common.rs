@@ -11,6 +11,8 @@ use alfred_control_plane::clock::TestClock;
 use alfred_control_plane::config::{Config, DatabaseUrl, Secret};
 use alfred_control_plane::db::{self, DbPool, PooledConn};
 use alfred_control_plane::http::AppState;
+use alfred_control_plane::ledger;
+use alfred_control_plane::quota::{self, QuotaPeriod, QuotaRules, QuotaView};
 use alfred_control_plane::users::{self, CreateUser, CreatedUser};
 use chrono::NaiveDateTime;
 use diesel::connection::SimpleConnection as _;
@@ -174,6 +176,7 @@ pub fn create_user(db: &TestDb, email: &str, quota: i64, is_admin: bool) -> Crea
             personal_quota: quota,
             is_admin,
         },
+        None,
     )
     .unwrap()
 }
@@ -227,4 +230,57 @@ macro_rules! http_test {
             }
         }
     };
+}
+
+/// Sets a user's status the way an admin does (vacation rules included).
+pub fn set_status(
+    conn: &mut alfred_control_plane::db::DbConnection,
+    now: NaiveDateTime,
+    id: i64,
+    status: users::UserStatus,
+) -> alfred_control_plane::error::Result<users::User> {
+    users::update_user(
+        conn,
+        now,
+        id,
+        users::UpdateUser {
+            status: Some(status),
+            ..users::UpdateUser::default()
+        },
+        &rules(),
+        None,
+    )
+}
+
+/// The default quota rules with the given period.
+pub fn rules_with(period: QuotaPeriod) -> QuotaRules {
+    QuotaRules {
+        period,
+        ..QuotaRules::DEFAULT
+    }
+}
+
+/// The default quota rules (monthly).
+pub fn rules() -> QuotaRules {
+    QuotaRules::DEFAULT
+}
+
+/// The user's quota view at `now` under `period`.
+pub fn balance(
+    conn: &mut alfred_control_plane::db::DbConnection,
+    user: &users::User,
+    period: QuotaPeriod,
+    now: NaiveDateTime,
+) -> alfred_control_plane::error::Result<QuotaView> {
+    let rules = rules_with(period);
+    db::write_transaction(conn, |conn| quota::view(conn, now, user, &rules))
+}
+
+/// The user's usage charged in the period starting at `period_start`.
+pub fn used_in_period(
+    conn: &mut alfred_control_plane::db::DbConnection,
+    user_id: i64,
+    period_start: NaiveDateTime,
+) -> alfred_control_plane::error::Result<i64> {
+    ledger::balance(conn, ledger::Account::Used(user_id), period_start)
 }

@@ -6,7 +6,7 @@ use actix_web::{test, web, App};
 use alfred_control_plane::clock::TestClock;
 use alfred_control_plane::db::schema::{api_keys, usage_records, users as users_table};
 use alfred_control_plane::http;
-use alfred_control_plane::users::{self, keys, UserStatus};
+use alfred_control_plane::users::{keys, UserStatus};
 use chrono::TimeDelta;
 use diesel::prelude::*;
 use serde_json::{json, Value};
@@ -258,7 +258,7 @@ http_test!(authentication_and_authorization, |db| {
     let admin = create_user(&db, "admin@example.com", 10_000, true);
     let plain = create_user(&db, "plain@example.com", 10, false);
     let suspended = create_user(&db, "gone@example.com", 10, true);
-    users::set_status(
+    crate::common::set_status(
         &mut db.conn(),
         start_time(),
         suspended.user.id,
@@ -370,7 +370,7 @@ http_test!(lease_decisions_on_the_wire, |db| {
         (StatusCode::OK, json!({"decision": "invalid_key"}))
     );
 
-    users::set_status(&mut db.conn(), start_time(), uid, UserStatus::Suspended).unwrap();
+    crate::common::set_status(&mut db.conn(), start_time(), uid, UserStatus::Suspended).unwrap();
     let (status, body) = send(&app, ask(1)).await;
     assert_eq!(
         (status, body),
@@ -466,11 +466,16 @@ http_test!(usage_is_idempotent_and_shows_in_the_quota, |db| {
         (status, body.as_array().map(Vec::len)),
         (StatusCode::OK, Some(2))
     );
-    for bad in ["?limit=0", "?limit=1001", "?limit=ten", "?bogus=1"] {
+    for (bad, field) in [
+        ("?limit=0", "limit"),
+        ("?limit=1001", "limit"),
+        ("?limit=ten", "limit"),
+        ("?bogus=1", "bogus"),
+    ] {
         let (status, body) = send(&app, listing(bad)).await;
         assert_eq!(
             (status.as_u16(), body["error"]["field"].as_str()),
-            (422, Some("limit")),
+            (422, Some(field)),
             "{bad}: {body}"
         );
     }
@@ -494,11 +499,14 @@ http_test!(usage_is_idempotent_and_shows_in_the_quota, |db| {
     };
     let (status, body) = send(&app, quota()).await;
     assert_eq!(status, StatusCode::OK);
-    // 3500 used; the lease (2000 granted) is over-spent, so it holds 0.
+    // 3500 used; the lease (2000 granted) is over-spent, so it holds 0, and the
+    // 1500 past it are debt the next grant repays from personal credit.
     assert_eq!(
         body,
         json!({"personal_quota": 10000, "used_tokens": 3500, "available_quota": 6500, "team_pool_available": 0,
-               "held_tokens": 0, "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z"})
+               "held_tokens": 0, "transferable": 6500, "overdraft_used": 0, "overdraft_available": 5000,
+               "debt": 1500, "team_pools": [],
+               "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z"})
     );
 
     // A bad record rejects the whole batch and names it.
@@ -548,7 +556,7 @@ http_test!(sync_on_the_wire, |db| {
     let app = app!(db, clock);
     let user = create_user(&db, "sync@example.com", 1000, false);
     let gone = create_user(&db, "gone@example.com", 1000, false);
-    users::set_status(
+    crate::common::set_status(
         &mut db.conn(),
         start_time(),
         gone.user.id,

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use alfred_control_plane::leases::{self, LeaseDecision, LeasePolicy, LeaseRequest};
 use alfred_control_plane::pricing::PriceCatalog;
-use alfred_control_plane::quota::{self, Priority, QuotaPeriod};
+use alfred_control_plane::quota::{Priority, QuotaPeriod, QuotaRules};
 use alfred_control_plane::usage::{self, Privacy, UsageBatch, UsageReport};
-use alfred_control_plane::users::{self, keys, UserStatus};
+use alfred_control_plane::users::{keys, UserStatus};
 use chrono::TimeDelta;
 
 use crate::common::{at, create_user, start_time};
@@ -15,7 +15,7 @@ use crate::db_test;
 
 const POLICY: LeasePolicy = LeasePolicy {
     ttl: Duration::from_secs(60),
-    period: QuotaPeriod::Monthly,
+    rules: QuotaRules::DEFAULT,
 };
 
 fn request(key: &str, tokens: i64) -> LeaseRequest {
@@ -90,10 +90,12 @@ db_test!(grants_min_of_requested_and_available_then_exhausts, |db| {
         LeaseDecision::Exhausted {
             user_id: user.user.id,
             quota_remaining: 0,
-            period_reset_s: 43_200
+            period_reset_s: 43_200,
+            scope: leases::BudgetScope::Personal,
         }
     );
-    let balance = quota::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, now).unwrap();
+    let balance =
+        crate::common::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, now).unwrap();
     assert_eq!(
         (
             balance.used_tokens,
@@ -112,7 +114,7 @@ db_test!(invalid_key_and_suspended_decisions, |db| {
         leases::grant(&mut db.conn(), now, POLICY, request(&unknown, 10)).unwrap(),
         LeaseDecision::InvalidKey
     );
-    users::set_status(&mut db.conn(), now, user.user.id, UserStatus::Suspended).unwrap();
+    crate::common::set_status(&mut db.conn(), now, user.user.id, UserStatus::Suspended).unwrap();
     assert_eq!(
         leases::grant(&mut db.conn(), now, POLICY, request(&user.api_key, 10)).unwrap(),
         LeaseDecision::Suspended {
@@ -120,7 +122,7 @@ db_test!(invalid_key_and_suspended_decisions, |db| {
         }
     );
     // On vacation is still allowed for now.
-    users::set_status(&mut db.conn(), now, user.user.id, UserStatus::OnVacation).unwrap();
+    crate::common::set_status(&mut db.conn(), now, user.user.id, UserStatus::OnVacation).unwrap();
     assert_eq!(
         granted(&leases::grant(&mut db.conn(), now, POLICY, request(&user.api_key, 10)).unwrap()),
         (10, 1000)
@@ -207,7 +209,8 @@ db_test!(usage_turns_holds_into_used, |db| {
         batch,
     )
     .unwrap();
-    let balance = quota::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, now).unwrap();
+    let balance =
+        crate::common::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, now).unwrap();
     assert_eq!(
         (
             balance.used_tokens,
@@ -250,7 +253,8 @@ db_test!(new_period_starts_fresh, |db| {
     // 30 s later it is December: the November lease (still unexpired) holds nothing
     // in the new period and November's usage no longer counts.
     let dec = at("2026-12-01 00:00:30");
-    let balance = quota::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, dec).unwrap();
+    let balance =
+        crate::common::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, dec).unwrap();
     assert_eq!(
         (
             balance.used_tokens,
@@ -312,7 +316,7 @@ db_test!(concurrent_grants_never_exceed_quota, |db| {
     let total: i64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     // 8 × 20 × 13 = 2080 asked for, 1000 available: exactly the quota is held.
     assert_eq!(total, QUOTA);
-    let balance = quota::balance(
+    let balance = crate::common::balance(
         &mut db.conn(),
         &user.user,
         QuotaPeriod::Monthly,
@@ -383,7 +387,7 @@ db_test!(concurrent_grants_and_usage_spend_exactly_the_quota, |db| {
         .collect();
     let spent: i64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(spent, QUOTA);
-    let balance = quota::balance(
+    let balance = crate::common::balance(
         &mut db.conn(),
         &user.user,
         QuotaPeriod::Monthly,
@@ -452,7 +456,8 @@ db_test!(a_proxy_asking_again_extends_its_lease, |db| {
         (stored.granted_tokens, stored.used_tokens, stored.expires_at),
         (800, 100, later + TimeDelta::seconds(60))
     );
-    let balance = quota::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, later).unwrap();
+    let balance =
+        crate::common::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, later).unwrap();
     assert_eq!((balance.used_tokens, balance.held_tokens), (100, 900));
 
     // Nothing left: exhausted, and the lease is left as it was.
@@ -461,7 +466,8 @@ db_test!(a_proxy_asking_again_extends_its_lease, |db| {
         LeaseDecision::Exhausted {
             user_id: uid,
             quota_remaining: 0,
-            period_reset_s: 43_170
+            period_reset_s: 43_170,
+            scope: leases::BudgetScope::Personal,
         }
     );
     assert_eq!(leases::get_lease(&mut db.conn(), &a).unwrap(), stored);
@@ -495,7 +501,7 @@ db_test!(sync_reports_each_key, |db| {
     let now = start_time();
     let active = create_user(&db, "active@example.com", 1000, false);
     let suspended = create_user(&db, "suspended@example.com", 1000, false);
-    users::set_status(
+    crate::common::set_status(
         &mut db.conn(),
         now,
         suspended.user.id,

@@ -7,5 +7,6 @@ mod common;
 mod cli;
 mod http_api;
 mod leases;
+mod quota_model;
 mod usage;
 mod users;

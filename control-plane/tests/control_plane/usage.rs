@@ -4,7 +4,7 @@ use alfred_control_plane::db::schema::usage_records;
 use alfred_control_plane::error::Error;
 use alfred_control_plane::leases::{self, LeaseDecision, LeasePolicy, LeaseRequest};
 use alfred_control_plane::pricing::PriceCatalog;
-use alfred_control_plane::quota::{self, Priority, QuotaPeriod};
+use alfred_control_plane::quota::{Priority, QuotaPeriod};
 use alfred_control_plane::usage::{self, IngestOutcome, UsageBatch};
 use alfred_control_plane::users::keys;
 use diesel::prelude::*;
@@ -28,7 +28,7 @@ fn assert_total_matches_records(db: &crate::common::TestDb, user_id: i64) {
         .load(&mut db.conn())
         .unwrap();
     let period_start = QuotaPeriod::Monthly.bounds(start_time()).start;
-    let used = quota::used_in_period(&mut db.conn(), user_id, period_start).unwrap();
+    let used = crate::common::used_in_period(&mut db.conn(), user_id, period_start).unwrap();
     assert_eq!(used, totals.iter().sum::<i64>());
 }
 
@@ -44,7 +44,7 @@ db_test!(same_batch_twice_is_charged_once, |db| {
     let now = start_time();
     let policy = LeasePolicy {
         ttl: std::time::Duration::from_secs(60),
-        period: QuotaPeriod::Monthly,
+        rules: alfred_control_plane::quota::QuotaRules::DEFAULT,
     };
     let lease = leases::grant(
         &mut db.conn(),
@@ -103,7 +103,8 @@ db_test!(same_batch_twice_is_charged_once, |db| {
             .used_tokens,
         142
     );
-    let balance = quota::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, now).unwrap();
+    let balance =
+        crate::common::balance(&mut db.conn(), &user.user, QuotaPeriod::Monthly, now).unwrap();
     assert_eq!(
         (
             balance.used_tokens,
@@ -164,7 +165,7 @@ db_test!(repeats_inside_one_batch_count_once, |db| {
         }
     );
     assert_eq!(
-        quota::used_in_period(
+        crate::common::used_in_period(
             &mut db.conn(),
             user.user.id,
             QuotaPeriod::Monthly.bounds(start_time()).start
@@ -185,7 +186,7 @@ db_test!(usage_without_a_known_lease_is_still_charged, |db| {
         batch(records),
     )
     .unwrap();
-    let balance = quota::balance(
+    let balance = crate::common::balance(
         &mut db.conn(),
         &user.user,
         QuotaPeriod::Monthly,
@@ -243,7 +244,7 @@ db_test!(a_bad_record_rejects_the_whole_batch, |db| {
     );
     assert_eq!(count(&db), 0);
     assert_eq!(
-        quota::used_in_period(
+        crate::common::used_in_period(
             &mut db.conn(),
             user.user.id,
             QuotaPeriod::Monthly.bounds(start_time()).start
@@ -294,7 +295,7 @@ db_test!(large_batches_are_one_transaction, |db| {
     assert_eq!(count(&db), 2500);
     assert_total_matches_records(&db, user.user.id);
     assert_eq!(
-        quota::used_in_period(
+        crate::common::used_in_period(
             &mut db.conn(),
             user.user.id,
             QuotaPeriod::Monthly.bounds(start_time()).start
@@ -408,11 +409,11 @@ db_test!(merged_batches_are_answered_one_by_one, |db| {
     assert_eq!(count(&db), 3);
     let period_start = QuotaPeriod::Monthly.bounds(now).start;
     assert_eq!(
-        quota::used_in_period(&mut db.conn(), a.user.id, period_start).unwrap(),
+        crate::common::used_in_period(&mut db.conn(), a.user.id, period_start).unwrap(),
         30
     );
     assert_eq!(
-        quota::used_in_period(&mut db.conn(), b.user.id, period_start).unwrap(),
+        crate::common::used_in_period(&mut db.conn(), b.user.id, period_start).unwrap(),
         5
     );
     assert_total_matches_records(&db, a.user.id);

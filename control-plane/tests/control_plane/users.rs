@@ -44,6 +44,7 @@ db_test!(duplicate_email_writes_nothing, |db| {
         &mut db.conn(),
         start_time(),
         input("DUP@example.com", "Again", 10),
+        None,
     )
     .unwrap_err();
     assert!(matches!(err, Error::EmailTaken), "{err:?}");
@@ -60,7 +61,7 @@ db_test!(invalid_input_names_the_field, |db| {
         (input("a@example.com", "A", -1), "personal_quota"),
     ];
     for (case, field) in cases {
-        match users::create_user(&mut db.conn(), start_time(), case) {
+        match users::create_user(&mut db.conn(), start_time(), case, None) {
             Err(Error::Invalid { field: got, .. }) => assert_eq!(got, field),
             other => panic!("expected invalid {field}, got {:?}", other.map(|c| c.user)),
         }
@@ -71,6 +72,7 @@ db_test!(invalid_input_names_the_field, |db| {
         &mut db.conn(),
         start_time(),
         input("a@example.com", &"n".repeat(200), i64::MAX),
+        None,
     )
     .unwrap();
 });
@@ -89,7 +91,7 @@ db_test!(unknown_and_malformed_keys_do_not_authenticate, |db| {
 
 db_test!(status_changes, |db| {
     let created = create_user(&db, "s@example.com", 10, false);
-    let user = users::set_status(
+    let user = crate::common::set_status(
         &mut db.conn(),
         start_time(),
         created.user.id,
@@ -98,7 +100,7 @@ db_test!(status_changes, |db| {
     .unwrap();
     assert_eq!(user.status(), UserStatus::Suspended);
     assert!(matches!(
-        users::set_status(&mut db.conn(), start_time(), 9999, UserStatus::Active),
+        crate::common::set_status(&mut db.conn(), start_time(), 9999, UserStatus::Active),
         Err(Error::NotFound("user"))
     ));
 });
