@@ -7,7 +7,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
 use crate::db::schema::{quota_requests, users};
-use crate::db::{lock_user, write_transaction, DbConnection};
+use crate::db::{lock_user, retry_on_conflict, write_transaction, DbConnection};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Account, Kind, Movement};
 use crate::quota::{self, QuotaRules};
@@ -148,79 +148,81 @@ pub fn decide(
             ));
         }
     }
-    write_transaction(conn, |conn| {
-        let request = get(conn, id)?;
-        if !actor.is_admin && !teams::administers_member(conn, actor.id, request.user_id)? {
-            return Err(Error::Forbidden(
-                "only an admin or a team admin of the requester may decide this request",
-            ));
-        }
-        if actor.id == request.user_id {
-            return Err(Error::Forbidden("you cannot decide your own request"));
-        }
-        lock_user(conn, request.user_id)?;
-        let request = get(conn, id)?;
-        if request.status != "pending" {
-            return Err(Error::conflict(
-                "already_decided",
-                format!("the request is {}, not pending", request.status),
-            ));
-        }
-        if request.expires_at <= now {
-            mark(conn, now, id, "expired", None, None)?;
-            return Err(Error::conflict(
-                "expired",
-                "the request expired before a decision",
-            ));
-        }
-        let status = if approve { "approved" } else { "denied" };
-        if approve {
-            let user = crate::users::get_user(conn, request.user_id)?;
-            let p = quota::ensure_user_period(conn, now, &user, rules)?.start;
-            ledger::post(
+    retry_on_conflict(|| {
+        write_transaction(&mut *conn, |conn| {
+            let request = get(conn, id)?;
+            if !actor.is_admin && !teams::administers_member(conn, actor.id, request.user_id)? {
+                return Err(Error::Forbidden(
+                    "only an admin or a team admin of the requester may decide this request",
+                ));
+            }
+            if actor.id == request.user_id {
+                return Err(Error::Forbidden("you cannot decide your own request"));
+            }
+            lock_user(conn, request.user_id)?;
+            let request = get(conn, id)?;
+            if request.status != "pending" {
+                return Err(Error::conflict(
+                    "already_decided",
+                    format!("the request is {}, not pending", request.status),
+                ));
+            }
+            if request.expires_at <= now {
+                mark(conn, now, id, "expired", None, None)?;
+                return Err(Error::conflict(
+                    "expired",
+                    "the request expired before a decision",
+                ));
+            }
+            let status = if approve { "approved" } else { "denied" };
+            if approve {
+                let user = crate::users::get_user(conn, request.user_id)?;
+                let p = quota::ensure_user_period(conn, now, &user, rules)?.start;
+                ledger::post(
+                    conn,
+                    now,
+                    &Movement::new(Kind::Grant)
+                        .user(user.id)
+                        .actor(actor.id)
+                        .reference(format!("quota_request:{id}"))
+                        .note(request.reason.clone())
+                        .transfer(
+                            Account::Issued,
+                            Account::Personal(user.id),
+                            p,
+                            request.amount,
+                        ),
+                )?;
+            }
+            let decided = mark(conn, now, id, status, Some(actor.id), note.as_deref())?;
+            let details = serde_json::json!({ "request_id": id, "amount": request.amount, "status": status, "note": note });
+            audit::record(
                 conn,
                 now,
-                &Movement::new(Kind::Grant)
-                    .user(user.id)
-                    .actor(actor.id)
-                    .reference(format!("quota_request:{id}"))
-                    .note(request.reason.clone())
-                    .transfer(
-                        Account::Issued,
-                        Account::Personal(user.id),
-                        p,
-                        request.amount,
-                    ),
+                Some(actor.id),
+                if approve {
+                    "quota_request.approve"
+                } else {
+                    "quota_request.deny"
+                },
+                "quota_request",
+                Some(id.to_string()),
+                &details,
             )?;
-        }
-        let decided = mark(conn, now, id, status, Some(actor.id), note.as_deref())?;
-        let details = serde_json::json!({ "request_id": id, "amount": request.amount, "status": status, "note": note });
-        audit::record(
-            conn,
-            now,
-            Some(actor.id),
-            if approve {
-                "quota_request.approve"
-            } else {
-                "quota_request.deny"
-            },
-            "quota_request",
-            Some(id.to_string()),
-            &details,
-        )?;
-        notifications::notify(
-            conn,
-            now,
-            request.user_id,
-            if approve {
-                "quota_request_approved"
-            } else {
-                "quota_request_denied"
-            },
-            &format!("Your request for {} tokens was {status}", request.amount),
-            &details,
-        )?;
-        Ok(decided)
+            notifications::notify(
+                conn,
+                now,
+                request.user_id,
+                if approve {
+                    "quota_request_approved"
+                } else {
+                    "quota_request_denied"
+                },
+                &format!("Your request for {} tokens was {status}", request.amount),
+                &details,
+            )?;
+            Ok(decided)
+        })
     })
 }
 

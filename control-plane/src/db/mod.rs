@@ -286,6 +286,32 @@ fn advisory_lock(conn: &mut DbConnection, key: i64) -> QueryResult<()> {
     Ok(())
 }
 
+/// Runs `attempt` again (up to 4 tries in all) when PostgreSQL aborted it as a
+/// deadlock victim or a serialization failure: the transaction was rolled back whole,
+/// so trying again is safe. Other errors, and success, return at once.
+pub fn retry_on_conflict<T>(
+    mut attempt: impl FnMut() -> crate::error::Result<T>,
+) -> crate::error::Result<T> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt() {
+            Err(crate::error::Error::Database(diesel::result::Error::DatabaseError(
+                kind,
+                info,
+            ))) if tries < 4
+                && (matches!(
+                    kind,
+                    diesel::result::DatabaseErrorKind::SerializationFailure
+                ) || info.message().contains("deadlock detected")) =>
+            {
+                tracing::debug!(tries, "transaction lost a lock conflict; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether the database answers (`/readyz`).
 pub fn ping(conn: &mut DbConnection) -> bool {
     conn.batch_execute("SELECT 1").is_ok()

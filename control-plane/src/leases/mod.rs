@@ -28,11 +28,11 @@ pub use model::{Lease, NewLease};
 pub use sync::{check_keys, KeyCheck, KeyDecision, MAX_SYNC_KEYS};
 
 use crate::db::schema::{api_keys, lease_pool_holds, leases, users};
-use crate::db::{lock_team, lock_user, write_transaction, DbConnection};
+use crate::db::{lock_team, lock_user, retry_on_conflict, write_transaction, DbConnection};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Account, Kind, Movement};
 use crate::quota::{self, pools, Priority, QuotaRules};
-use crate::users::{keys, User, UserStatus};
+use crate::users::{keys, UserStatus};
 use crate::{audit, notifications, vacation};
 
 /// Longest accepted proxy id.
@@ -151,7 +151,7 @@ pub fn grant(
         rules: policy.rules,
         ttl: TimeDelta::from_std(policy.ttl).unwrap_or(TimeDelta::seconds(60)),
     };
-    write_transaction(conn, |conn| grant_in_transaction(conn, &ask))
+    retry_on_conflict(|| write_transaction(&mut *conn, |conn| grant_in_transaction(conn, &ask)))
 }
 
 /// Checks a proxy id (1–200 characters after trimming) and returns it trimmed.
@@ -214,6 +214,12 @@ fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseD
         }
         UserStatus::Active => {}
     }
+    // Team locks now, before anything touches a pool row (releases return pool
+    // credit), so every transaction takes user, then teams, then rows.
+    let teams = pools::teams_of(conn, user_id)?;
+    for &team_id in &teams {
+        lock_team(conn, team_id)?;
+    }
     let p = quota::ensure_user_period(conn, now, &user, rules)?.start;
     release_expired_of_user(conn, now, user_id)?;
     quota::allocation::repay_debt(conn, now, &user, p, bounds.end)?;
@@ -237,14 +243,11 @@ fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseD
     need -= from_personal;
     let mut available = personal;
 
-    let teams = if need > 0 {
-        pools::teams_of(conn, user_id)?
-    } else {
-        Vec::new()
-    };
     let mut from_pools: Vec<(i64, i64)> = Vec::new();
     for &team_id in &teams {
-        lock_team(conn, team_id)?;
+        if need <= 0 {
+            break;
+        }
         let share = pools::share(conn, now, team_id, user_id, rules)?;
         available = available.saturating_add(share.available);
         let take = need.min(share.available);
@@ -280,19 +283,31 @@ fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseD
         });
     }
 
-    // The lease row first, then the ledger (see the lock order above).
+    // The lease row first, then the ledger (see the lock order above). The extension
+    // only applies to a lease still unreleased: the maintenance loop may have released
+    // it since it was read (its clock a moment ahead), and then a new lease is made.
     let expires_at = now + ask.ttl;
-    let (lease_id, granted_tokens, quota_remaining) = match own {
+    let extended = match &own {
         Some(own) => {
-            diesel::update(leases::table.find(&own.id))
-                .set((
-                    leases::granted_tokens.eq(leases::granted_tokens + total),
-                    leases::hold_personal.eq(leases::hold_personal + from_personal),
-                    leases::hold_pool.eq(leases::hold_pool + from_pool),
-                    leases::hold_overdraft.eq(leases::hold_overdraft + from_overdraft),
-                    leases::expires_at.eq(expires_at),
-                ))
-                .execute(conn)?;
+            diesel::update(
+                leases::table
+                    .find(&own.id)
+                    .filter(leases::released_at.is_null()),
+            )
+            .set((
+                leases::granted_tokens.eq(leases::granted_tokens + total),
+                leases::hold_personal.eq(leases::hold_personal + from_personal),
+                leases::hold_pool.eq(leases::hold_pool + from_pool),
+                leases::hold_overdraft.eq(leases::hold_overdraft + from_overdraft),
+                leases::expires_at.eq(expires_at),
+            ))
+            .execute(conn)?
+                == 1
+        }
+        None => false,
+    };
+    let (lease_id, granted_tokens, quota_remaining) = match own.filter(|_| extended) {
+        Some(own) => {
             let hold = (own.granted_tokens - own.used_tokens).max(0);
             (
                 own.id,
@@ -558,20 +573,27 @@ fn release_expired_of_user(
     Ok(())
 }
 
-/// Releases up to `limit` expired leases, oldest expiry first, in one transaction;
-/// returns how many. Run by the control plane's maintenance loop every second.
+/// Releases up to `limit` expired leases, oldest expiry first, each in its own
+/// transaction under its owner's and teams' locks (the grant's lock order); returns
+/// how many. Run by the control plane's maintenance loop every second.
 pub fn release_expired(conn: &mut DbConnection, now: NaiveDateTime, limit: i64) -> Result<usize> {
-    write_transaction(conn, |conn| {
-        let expired: Vec<String> = leases::table
-            .filter(leases::released_at.is_null())
-            .filter(leases::expires_at.le(now))
-            .order(leases::expires_at.asc())
-            .limit(limit)
-            .select(leases::id)
-            .load(conn)?;
-        for id in &expired {
-            release_lease(conn, now, id)?;
-        }
-        Ok(expired.len())
-    })
+    let expired: Vec<(String, i64)> = leases::table
+        .filter(leases::released_at.is_null())
+        .filter(leases::expires_at.le(now))
+        .order(leases::expires_at.asc())
+        .limit(limit)
+        .select((leases::id, leases::user_id))
+        .load(conn)?;
+    for (id, user_id) in &expired {
+        retry_on_conflict(|| {
+            write_transaction(&mut *conn, |conn| {
+                lock_user(conn, *user_id)?;
+                for team_id in pools::teams_of(conn, *user_id)? {
+                    lock_team(conn, team_id)?;
+                }
+                release_lease(conn, now, id)
+            })
+        })?;
+    }
+    Ok(expired.len())
 }

@@ -11,7 +11,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
 use crate::db::schema::{transfers, users};
-use crate::db::{lock_user, write_transaction, DbConnection};
+use crate::db::{lock_user, retry_on_conflict, write_transaction, DbConnection};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Account, Kind, Movement};
 use crate::quota::{self, QuotaRules};
@@ -105,140 +105,142 @@ pub fn send(
     validate_amount(request.amount)?;
     let reason = validate_reason(&request.reason)?;
     let email = request.recipient_email.trim().to_lowercase();
-    write_transaction(conn, |conn| {
-        let recipient: User = users::table
-            .filter(users::email.eq(&email))
-            .filter(users::deleted_at.is_null())
-            .select(User::as_select())
-            .first(conn)
-            .optional()?
-            .ok_or_else(|| {
-                Error::rejected(
+    retry_on_conflict(|| {
+        write_transaction(&mut *conn, |conn| {
+            let recipient: User = users::table
+                .filter(users::email.eq(&email))
+                .filter(users::deleted_at.is_null())
+                .select(User::as_select())
+                .first(conn)
+                .optional()?
+                .ok_or_else(|| {
+                    Error::rejected(
+                        "recipient_email",
+                        "unknown_recipient",
+                        "no user has this email",
+                    )
+                })?;
+            if recipient.id == sender.id {
+                return Err(Error::rejected(
                     "recipient_email",
-                    "unknown_recipient",
-                    "no user has this email",
-                )
-            })?;
-        if recipient.id == sender.id {
-            return Err(Error::rejected(
-                "recipient_email",
-                "self_transfer",
-                "you cannot transfer credit to yourself",
-            ));
-        }
-        if recipient.status() != UserStatus::Active {
-            return Err(Error::rejected(
-                "recipient_email",
-                "recipient_inactive",
-                format!("the recipient is {}, not active", recipient.status()),
-            ));
-        }
-        let (first, second) = if sender.id < recipient.id {
-            (sender.id, recipient.id)
-        } else {
-            (recipient.id, sender.id)
-        };
-        lock_user(conn, first)?;
-        lock_user(conn, second)?;
-        let sender = crate::users::get_user(conn, sender.id)?;
-        let bounds = quota::ensure_user_period(conn, now, &sender, rules)?;
-        let p = bounds.start;
-        quota::allocation::repay_debt(conn, now, &sender, p, bounds.end)?;
-        quota::ensure_user_period(conn, now, &recipient, rules)?;
-        let balance = ledger::balance(conn, Account::Personal(sender.id), p)?.max(0);
-        if request.amount > balance {
-            return Err(Error::rejected(
+                    "self_transfer",
+                    "you cannot transfer credit to yourself",
+                ));
+            }
+            if recipient.status() != UserStatus::Active {
+                return Err(Error::rejected(
+                    "recipient_email",
+                    "recipient_inactive",
+                    format!("the recipient is {}, not active", recipient.status()),
+                ));
+            }
+            let (first, second) = if sender.id < recipient.id {
+                (sender.id, recipient.id)
+            } else {
+                (recipient.id, sender.id)
+            };
+            lock_user(conn, first)?;
+            lock_user(conn, second)?;
+            let sender = crate::users::get_user(conn, sender.id)?;
+            let bounds = quota::ensure_user_period(conn, now, &sender, rules)?;
+            let p = bounds.start;
+            quota::allocation::repay_debt(conn, now, &sender, p, bounds.end)?;
+            quota::ensure_user_period(conn, now, &recipient, rules)?;
+            let balance = ledger::balance(conn, Account::Personal(sender.id), p)?.max(0);
+            if request.amount > balance {
+                return Err(Error::rejected(
                 "amount",
                 "insufficient_quota",
                 format!(
                     "exceeds your transferable personal credit of {balance} tokens (credit held by in-flight requests is not transferable)"
                 ),
             ));
-        }
-        let pending = rules
-            .transfer_approval_threshold
-            .is_some_and(|threshold| request.amount > threshold);
-        let transfer: Transfer =
-            crate::on_backend!(conn, |c| diesel::insert_into(transfers::table)
-                .values(NewTransfer {
-                    sender_id: sender.id,
-                    recipient_id: recipient.id,
-                    amount: request.amount,
-                    reason,
-                    status: if pending { "pending" } else { "completed" },
-                    created_at: now,
-                    expires_at: pending
-                        .then(|| now + TimeDelta::days(i64::from(rules.approval_ttl_days))),
-                })
-                .returning(Transfer::as_returning())
-                .get_result(c))?;
-        let to = if pending {
-            Account::Escrow
-        } else {
-            Account::Personal(recipient.id)
-        };
-        ledger::post(
-            conn,
-            now,
-            &Movement::new(if pending {
-                Kind::TransferEscrow
+            }
+            let pending = rules
+                .transfer_approval_threshold
+                .is_some_and(|threshold| request.amount > threshold);
+            let transfer: Transfer =
+                crate::on_backend!(conn, |c| diesel::insert_into(transfers::table)
+                    .values(NewTransfer {
+                        sender_id: sender.id,
+                        recipient_id: recipient.id,
+                        amount: request.amount,
+                        reason,
+                        status: if pending { "pending" } else { "completed" },
+                        created_at: now,
+                        expires_at: pending
+                            .then(|| now + TimeDelta::days(i64::from(rules.approval_ttl_days))),
+                    })
+                    .returning(Transfer::as_returning())
+                    .get_result(c))?;
+            let to = if pending {
+                Account::Escrow
             } else {
-                Kind::Transfer
-            })
-            .user(sender.id)
-            .actor(sender.id)
-            .reference(transfer.id.to_string())
-            .note(reason)
-            .transfer(Account::Personal(sender.id), to, p, request.amount),
-        )?;
-        let details = serde_json::json!({
-            "transfer_id": transfer.id,
-            "sender_id": sender.id,
-            "recipient_id": recipient.id,
-            "amount": request.amount,
-            "reason": reason,
-            "status": transfer.status,
-        });
-        audit::record(
-            conn,
-            now,
-            Some(sender.id),
-            "transfer.create",
-            "transfer",
-            Some(transfer.id.to_string()),
-            &details,
-        )?;
-        if pending {
-            let mut approvers = teams::admins_of_member(conn, sender.id)?;
-            approvers.extend(admin_ids(conn)?);
-            approvers.sort_unstable();
-            approvers.dedup();
-            approvers.retain(|id| *id != sender.id);
-            notifications::notify_many(
+                Account::Personal(recipient.id)
+            };
+            ledger::post(
                 conn,
                 now,
-                &approvers,
-                "transfer_pending",
-                &format!(
-                    "{} asks to transfer {} tokens to {}: {reason}",
-                    sender.email, request.amount, recipient.email
-                ),
-                &details,
+                &Movement::new(if pending {
+                    Kind::TransferEscrow
+                } else {
+                    Kind::Transfer
+                })
+                .user(sender.id)
+                .actor(sender.id)
+                .reference(transfer.id.to_string())
+                .note(reason)
+                .transfer(Account::Personal(sender.id), to, p, request.amount),
             )?;
-        } else {
-            notifications::notify(
+            let details = serde_json::json!({
+                "transfer_id": transfer.id,
+                "sender_id": sender.id,
+                "recipient_id": recipient.id,
+                "amount": request.amount,
+                "reason": reason,
+                "status": transfer.status,
+            });
+            audit::record(
                 conn,
                 now,
-                recipient.id,
-                "transfer_received",
-                &format!(
-                    "{} sent you {} tokens: {reason}",
-                    sender.email, request.amount
-                ),
+                Some(sender.id),
+                "transfer.create",
+                "transfer",
+                Some(transfer.id.to_string()),
                 &details,
             )?;
-        }
-        Ok(transfer)
+            if pending {
+                let mut approvers = teams::admins_of_member(conn, sender.id)?;
+                approvers.extend(admin_ids(conn)?);
+                approvers.sort_unstable();
+                approvers.dedup();
+                approvers.retain(|id| *id != sender.id);
+                notifications::notify_many(
+                    conn,
+                    now,
+                    &approvers,
+                    "transfer_pending",
+                    &format!(
+                        "{} asks to transfer {} tokens to {}: {reason}",
+                        sender.email, request.amount, recipient.email
+                    ),
+                    &details,
+                )?;
+            } else {
+                notifications::notify(
+                    conn,
+                    now,
+                    recipient.id,
+                    "transfer_received",
+                    &format!(
+                        "{} sent you {} tokens: {reason}",
+                        sender.email, request.amount
+                    ),
+                    &details,
+                )?;
+            }
+            Ok(transfer)
+        })
     })
 }
 
@@ -269,124 +271,126 @@ pub fn decide(
             ));
         }
     }
-    write_transaction(conn, |conn| {
-        let transfer = get(conn, id)?;
-        if !actor.is_admin && !teams::administers_member(conn, actor.id, transfer.sender_id)? {
-            return Err(Error::Forbidden(
-                "only an admin or a team admin of the sender may decide this transfer",
-            ));
-        }
-        if actor.id == transfer.sender_id {
-            return Err(Error::Forbidden("you cannot decide your own transfer"));
-        }
-        let (first, second) = if transfer.sender_id < transfer.recipient_id {
-            (transfer.sender_id, transfer.recipient_id)
-        } else {
-            (transfer.recipient_id, transfer.sender_id)
-        };
-        lock_user(conn, first)?;
-        lock_user(conn, second)?;
-        let transfer = get(conn, id)?;
-        if transfer.status != "pending" {
-            return Err(Error::conflict(
-                "already_decided",
-                format!("the transfer is {}, not pending", transfer.status),
-            ));
-        }
-        if transfer.expires_at.is_some_and(|at| at <= now) {
-            expire_one(conn, now, &transfer, rules)?;
-            return Err(Error::conflict(
-                "expired",
-                "the transfer expired before a decision",
-            ));
-        }
-        let recipient = crate::users::get_user(conn, transfer.recipient_id)?;
-        if approve && recipient.status() != UserStatus::Active {
-            return Err(Error::rejected(
-                "recipient_email",
-                "recipient_inactive",
-                format!("the recipient is {}, not active", recipient.status()),
-            ));
-        }
-        let sender = crate::users::get_user_any(conn, transfer.sender_id)?;
-        let escrow_period = rules.period.bounds(transfer.created_at).start;
-        let to = if approve { &recipient } else { &sender };
-        let p = quota::ensure_user_period(conn, now, to, rules)?.start;
-        ledger::post(
-            conn,
-            now,
-            &Movement::new(if approve {
-                Kind::Transfer
+    retry_on_conflict(|| {
+        write_transaction(&mut *conn, |conn| {
+            let transfer = get(conn, id)?;
+            if !actor.is_admin && !teams::administers_member(conn, actor.id, transfer.sender_id)? {
+                return Err(Error::Forbidden(
+                    "only an admin or a team admin of the sender may decide this transfer",
+                ));
+            }
+            if actor.id == transfer.sender_id {
+                return Err(Error::Forbidden("you cannot decide your own transfer"));
+            }
+            let (first, second) = if transfer.sender_id < transfer.recipient_id {
+                (transfer.sender_id, transfer.recipient_id)
             } else {
-                Kind::TransferReturn
-            })
-            .user(transfer.sender_id)
-            .actor(actor.id)
-            .reference(transfer.id.to_string())
-            .entry(Account::Escrow, escrow_period, -transfer.amount)
-            .entry(Account::Personal(to.id), p, transfer.amount),
-        )?;
-        let status = if approve { "completed" } else { "denied" };
-        let decided: Transfer =
-            crate::on_backend!(conn, |c| diesel::update(transfers::table.find(id))
-                .set((
-                    transfers::status.eq(status),
-                    transfers::decided_at.eq(Some(now)),
-                    transfers::decided_by.eq(Some(actor.id)),
-                    transfers::decision_note.eq(note.as_deref()),
-                ))
-                .returning(Transfer::as_returning())
-                .get_result(c))?;
-        let details = serde_json::json!({
-            "transfer_id": id,
-            "amount": transfer.amount,
-            "status": status,
-            "note": note,
-        });
-        audit::record(
-            conn,
-            now,
-            Some(actor.id),
-            if approve {
-                "transfer.approve"
-            } else {
-                "transfer.deny"
-            },
-            "transfer",
-            Some(id.to_string()),
-            &details,
-        )?;
-        notifications::notify(
-            conn,
-            now,
-            transfer.sender_id,
-            if approve {
-                "transfer_approved"
-            } else {
-                "transfer_denied"
-            },
-            &format!(
-                "Your transfer of {} tokens to {} was {}",
-                transfer.amount,
-                recipient.email,
-                if approve { "approved" } else { "denied" }
-            ),
-            &details,
-        )?;
-        if approve {
+                (transfer.recipient_id, transfer.sender_id)
+            };
+            lock_user(conn, first)?;
+            lock_user(conn, second)?;
+            let transfer = get(conn, id)?;
+            if transfer.status != "pending" {
+                return Err(Error::conflict(
+                    "already_decided",
+                    format!("the transfer is {}, not pending", transfer.status),
+                ));
+            }
+            if transfer.expires_at.is_some_and(|at| at <= now) {
+                expire_one(conn, now, &transfer, rules)?;
+                return Err(Error::conflict(
+                    "expired",
+                    "the transfer expired before a decision",
+                ));
+            }
+            let recipient = crate::users::get_user(conn, transfer.recipient_id)?;
+            if approve && recipient.status() != UserStatus::Active {
+                return Err(Error::rejected(
+                    "recipient_email",
+                    "recipient_inactive",
+                    format!("the recipient is {}, not active", recipient.status()),
+                ));
+            }
+            let sender = crate::users::get_user_any(conn, transfer.sender_id)?;
+            let escrow_period = rules.period.bounds(transfer.created_at).start;
+            let to = if approve { &recipient } else { &sender };
+            let p = quota::ensure_user_period(conn, now, to, rules)?.start;
+            ledger::post(
+                conn,
+                now,
+                &Movement::new(if approve {
+                    Kind::Transfer
+                } else {
+                    Kind::TransferReturn
+                })
+                .user(transfer.sender_id)
+                .actor(actor.id)
+                .reference(transfer.id.to_string())
+                .entry(Account::Escrow, escrow_period, -transfer.amount)
+                .entry(Account::Personal(to.id), p, transfer.amount),
+            )?;
+            let status = if approve { "completed" } else { "denied" };
+            let decided: Transfer =
+                crate::on_backend!(conn, |c| diesel::update(transfers::table.find(id))
+                    .set((
+                        transfers::status.eq(status),
+                        transfers::decided_at.eq(Some(now)),
+                        transfers::decided_by.eq(Some(actor.id)),
+                        transfers::decision_note.eq(note.as_deref()),
+                    ))
+                    .returning(Transfer::as_returning())
+                    .get_result(c))?;
+            let details = serde_json::json!({
+                "transfer_id": id,
+                "amount": transfer.amount,
+                "status": status,
+                "note": note,
+            });
+            audit::record(
+                conn,
+                now,
+                Some(actor.id),
+                if approve {
+                    "transfer.approve"
+                } else {
+                    "transfer.deny"
+                },
+                "transfer",
+                Some(id.to_string()),
+                &details,
+            )?;
             notifications::notify(
                 conn,
                 now,
-                recipient.id,
-                "transfer_received",
+                transfer.sender_id,
+                if approve {
+                    "transfer_approved"
+                } else {
+                    "transfer_denied"
+                },
                 &format!(
-                    "{} sent you {} tokens: {}",
-                    sender.email, transfer.amount, transfer.reason
+                    "Your transfer of {} tokens to {} was {}",
+                    transfer.amount,
+                    recipient.email,
+                    if approve { "approved" } else { "denied" }
                 ),
                 &details,
             )?;
-        }
-        Ok(decided)
+            if approve {
+                notifications::notify(
+                    conn,
+                    now,
+                    recipient.id,
+                    "transfer_received",
+                    &format!(
+                        "{} sent you {} tokens: {}",
+                        sender.email, transfer.amount, transfer.reason
+                    ),
+                    &details,
+                )?;
+            }
+            Ok(decided)
+        })
     })
 }
 

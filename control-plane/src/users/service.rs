@@ -7,7 +7,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use super::keys;
 use super::model::{NewApiKey, NewUser, User, UserStatus};
 use crate::db::schema::{api_keys, users};
-use crate::db::{lock_user, write_transaction, DbConnection};
+use crate::db::{lock_user, retry_on_conflict, write_transaction, DbConnection};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Account, Kind, Movement};
 use crate::quota::allocation::{self, user_owner};
@@ -258,94 +258,97 @@ pub fn update_user(
     if let Some(quota) = input.personal_quota {
         validate_quota(quota)?;
     }
-    write_transaction(conn, |conn| {
-        lock_user(conn, id)?;
-        let current = get_user(conn, id)?;
-        if let Some(email) = &email {
-            let taken: i64 = users::table
-                .filter(users::email.eq(email))
-                .filter(users::id.ne(id))
-                .count()
-                .get_result(conn)?;
-            if taken > 0 {
-                return Err(Error::EmailTaken);
-            }
-        }
-        diesel::update(users::table.find(id))
-            .set((
-                users::email.eq(email.as_deref().unwrap_or(&current.email)),
-                users::name.eq(name.unwrap_or(&current.name)),
-                users::personal_quota.eq(input.personal_quota.unwrap_or(current.personal_quota)),
-                users::is_admin.eq(input.is_admin.unwrap_or(current.is_admin)),
-                users::overdraft_enabled
-                    .eq(input.overdraft_enabled.unwrap_or(current.overdraft_enabled)),
-                users::updated_at.eq(now),
-            ))
-            .execute(conn)
-            .map_err(unique_violation_is_email_taken)?;
-        let mut adjusted = 0;
-        if let Some(quota) = input.personal_quota {
-            let p = rules.period.bounds(now).start;
-            let owner = user_owner(id);
-            // Only an issued allocation is adjusted; an unissued one is issued at the
-            // new quota.
-            if allocation::allocated_exists(conn, &owner, p)? {
-                let mut delta = quota - current.personal_quota;
-                if delta < 0 {
-                    let left = ledger::balance(conn, Account::Personal(id), p)?.max(0);
-                    delta = delta.max(-left);
+    retry_on_conflict(|| {
+        write_transaction(&mut *conn, |conn| {
+            lock_user(conn, id)?;
+            let current = get_user(conn, id)?;
+            if let Some(email) = &email {
+                let taken: i64 = users::table
+                    .filter(users::email.eq(email))
+                    .filter(users::id.ne(id))
+                    .count()
+                    .get_result(conn)?;
+                if taken > 0 {
+                    return Err(Error::EmailTaken);
                 }
-                if delta != 0 {
-                    let mut movement = Movement::new(Kind::Adjustment).user(id).transfer(
-                        Account::Issued,
-                        Account::Personal(id),
-                        p,
-                        delta,
-                    );
-                    if let Some(actor) = actor {
-                        movement = movement.actor(actor);
+            }
+            diesel::update(users::table.find(id))
+                .set((
+                    users::email.eq(email.as_deref().unwrap_or(&current.email)),
+                    users::name.eq(name.unwrap_or(&current.name)),
+                    users::personal_quota
+                        .eq(input.personal_quota.unwrap_or(current.personal_quota)),
+                    users::is_admin.eq(input.is_admin.unwrap_or(current.is_admin)),
+                    users::overdraft_enabled
+                        .eq(input.overdraft_enabled.unwrap_or(current.overdraft_enabled)),
+                    users::updated_at.eq(now),
+                ))
+                .execute(conn)
+                .map_err(unique_violation_is_email_taken)?;
+            let mut adjusted = 0;
+            if let Some(quota) = input.personal_quota {
+                let p = rules.period.bounds(now).start;
+                let owner = user_owner(id);
+                // Only an issued allocation is adjusted; an unissued one is issued at the
+                // new quota.
+                if allocation::allocated_exists(conn, &owner, p)? {
+                    let mut delta = quota - current.personal_quota;
+                    if delta < 0 {
+                        let left = ledger::balance(conn, Account::Personal(id), p)?.max(0);
+                        delta = delta.max(-left);
                     }
-                    ledger::post(conn, now, &movement)?;
-                    allocation::adjust_allocated(conn, &owner, p, delta)?;
+                    if delta != 0 {
+                        let mut movement = Movement::new(Kind::Adjustment).user(id).transfer(
+                            Account::Issued,
+                            Account::Personal(id),
+                            p,
+                            delta,
+                        );
+                        if let Some(actor) = actor {
+                            movement = movement.actor(actor);
+                        }
+                        ledger::post(conn, now, &movement)?;
+                        allocation::adjust_allocated(conn, &owner, p, delta)?;
+                    }
+                    adjusted = delta;
                 }
-                adjusted = delta;
             }
-        }
-        let mut user = get_user(conn, id)?;
-        if let Some(status) = input.status {
-            let was = current.status();
-            user = match (was, status) {
-                (UserStatus::OnVacation, UserStatus::OnVacation) => user,
-                (_, UserStatus::OnVacation) => vacation::start(conn, now, &user, rules, actor)?,
-                (_, UserStatus::Active) if was != UserStatus::Active => {
-                    vacation::end(conn, now, &user, rules, actor)?
-                }
-                (_, other) => {
-                    diesel::update(users::table.find(id))
-                        .set(users::status.eq(other.as_str()))
-                        .execute(conn)?;
-                    get_user(conn, id)?
-                }
-            };
-        }
-        audit::record(
-            conn,
-            now,
-            actor,
-            "user.update",
-            "user",
-            Some(id.to_string()),
-            &serde_json::json!({
-                "email": email,
-                "name": name,
-                "personal_quota": input.personal_quota,
-                "quota_adjustment": adjusted,
-                "status": input.status.map(UserStatus::as_str),
-                "is_admin": input.is_admin,
-                "overdraft_enabled": input.overdraft_enabled,
-            }),
-        )?;
-        Ok(user)
+            let mut user = get_user(conn, id)?;
+            if let Some(status) = input.status {
+                let was = current.status();
+                user = match (was, status) {
+                    (UserStatus::OnVacation, UserStatus::OnVacation) => user,
+                    (_, UserStatus::OnVacation) => vacation::start(conn, now, &user, rules, actor)?,
+                    (_, UserStatus::Active) if was != UserStatus::Active => {
+                        vacation::end(conn, now, &user, rules, actor)?
+                    }
+                    (_, other) => {
+                        diesel::update(users::table.find(id))
+                            .set(users::status.eq(other.as_str()))
+                            .execute(conn)?;
+                        get_user(conn, id)?
+                    }
+                };
+            }
+            audit::record(
+                conn,
+                now,
+                actor,
+                "user.update",
+                "user",
+                Some(id.to_string()),
+                &serde_json::json!({
+                    "email": email,
+                    "name": name,
+                    "personal_quota": input.personal_quota,
+                    "quota_adjustment": adjusted,
+                    "status": input.status.map(UserStatus::as_str),
+                    "is_admin": input.is_admin,
+                    "overdraft_enabled": input.overdraft_enabled,
+                }),
+            )?;
+            Ok(user)
+        })
     })
 }
 
