@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod dashboard_api;
 mod http_api;
 mod leases;
 mod usage;
