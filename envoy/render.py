@@ -3,7 +3,7 @@
 
 One listener serves everything a user sees at ``http://<host>:8000``:
 
-* the control plane's routes (``/v1/admin/``, ``/v1/users/``, ``/static/``, ``/healthz``,
+* the control plane's routes (``/v1/admin/``, ``/v1/users/``, ``/v1/auth/``, ``/static/``, ``/healthz``,
   ``/readyz``, ``/metrics``, ``/openapi.json``) go to cluster ``alfred_control_plane`` with
   the Alfred filter disabled on the route;
 * the provider routes go through the ``alfred`` Proxy-Wasm filter to one cluster per
@@ -40,7 +40,7 @@ CONTROL_PLANE_CLUSTER = "alfred_control_plane"
 CONTROL_PLANE_AUTHORITY = "alfred-control-plane"
 
 # Control-plane routes exposed on the front door (the filter is disabled on them).
-CONTROL_PLANE_PREFIXES = ["/v1/admin", "/v1/users", "/static"]
+CONTROL_PLANE_PREFIXES = ["/v1/admin", "/v1/users", "/v1/auth", "/static"]
 CONTROL_PLANE_PATHS = ["/healthz", "/readyz", "/metrics", "/openapi.json"]
 
 AWS_SIGNING_FILTER = "envoy.filters.http.aws_request_signing"

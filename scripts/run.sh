@@ -4,9 +4,10 @@
 #   control plane   target/release/alfred serve      127.0.0.1:8081  (DATABASE_URL, default sqlite://./alfred.db)
 #   local provider  alfred-local-provider            127.0.0.1:8090  (only when no provider variable is set)
 #   Envoy + filter  front door                       :8000           (http://localhost:8000/v1)
+#   dashboard       dashboard/dist, served by the control plane at http://localhost:8000/static/
 #
 # Ctrl-C stops everything; so does any of the three exiting. Logs: .alfred/logs/.
-# ALFRED_NO_BUILD=1 skips the cargo builds (uses what target/ holds).
+# ALFRED_NO_BUILD=1 skips the builds (uses what target/ and dashboard/dist hold).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -21,7 +22,10 @@ else
     cargo build --release -p alfred-control-plane -p alfred-local-provider
     log "building the filter (release, wasm32-wasip1)"
     cargo build --release --target wasm32-wasip1 -p alfred-filter
+    "$ALFRED_ROOT/scripts/build-dashboard.sh"
 fi
+[[ -f "$ALFRED_ROOT/dashboard/dist/index.html" ]] ||
+    warn "the dashboard is not built (scripts/build-dashboard.sh): /static/ answers 503 until it is"
 WASM="$ALFRED_ROOT/target/wasm32-wasip1/release/alfred_filter.wasm"
 [[ -f "$WASM" ]] || die "the filter build produced no $WASM"
 
@@ -42,6 +46,7 @@ export ALFRED_FILTER_TOKEN
 
 export DATABASE_URL="${DATABASE_URL:-sqlite://./alfred.db}"
 export ALFRED_BIND="${ALFRED_BIND:-127.0.0.1:8081}"
+export DASHBOARD_DIR="${DASHBOARD_DIR:-$ALFRED_ROOT/dashboard/dist}"
 LISTEN_ADDRESS="${ALFRED_LISTEN_ADDRESS:-127.0.0.1}"
 LISTEN_PORT="${ALFRED_LISTEN_PORT:-8000}"
 ADMIN_PORT="${ENVOY_ADMIN_PORT:-9901}"
@@ -137,7 +142,7 @@ wait_http "http://127.0.0.1:$LISTEN_PORT/healthz" 30 "${pids[-1]}" || failed_sta
 cat <<MSG
 
 ${_bold}Alfred is running${_reset} at http://localhost:$LISTEN_PORT/v1  (provider: $provider_note)
-Dashboard: http://localhost:$LISTEN_PORT/static/      Logs: .alfred/logs/
+Dashboard: http://localhost:$LISTEN_PORT/static/ (log in with an API key)      Logs: .alfred/logs/
 
 1. Create the first admin (prints the admin's tp- key once):
      DATABASE_URL=$DATABASE_URL target/release/alfred create-admin --email admin@company.com --name "Admin User"

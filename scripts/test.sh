@@ -6,6 +6,7 @@
 #   3. release builds + the filter .wasm
 #   4. scripts/validate-envoy.sh         every Envoy config through `envoy --mode validate`
 #   5. pytest tests/e2e                  real Envoy + filter + control plane + local provider
+#   6. tests/browser (node --test)       the dashboard in headless Chromium against the real stack
 #
 # Every stage runs even when an earlier one failed (unless it depends on a failed build);
 # the script exits non-zero if any stage failed.
@@ -14,7 +15,7 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ALFRED_ROOT" || exit 1
 
-"$ALFRED_ROOT/scripts/bootstrap.sh" || die "set-up failed"
+"$ALFRED_ROOT/scripts/bootstrap.sh" --browser || die "set-up failed"
 
 failed=()
 stage() { # stage NAME COMMAND...
@@ -89,6 +90,7 @@ fi
 stage "cargo test" cargo test --workspace
 stage "release build" cargo build --release -p alfred-control-plane -p alfred-local-provider
 stage "filter build" cargo build --release --target wasm32-wasip1 -p alfred-filter
+stage "dashboard build" "$ALFRED_ROOT/scripts/build-dashboard.sh"
 stage "envoy validate" "$ALFRED_ROOT/scripts/validate-envoy.sh"
 
 if [[ " ${failed[*]} " == *" release build "* || " ${failed[*]} " == *" filter build "* ]]; then
@@ -96,6 +98,18 @@ if [[ " ${failed[*]} " == *" release build "* || " ${failed[*]} " == *" filter b
     failed+=("e2e")
 else
     stage "e2e" "$(venv_python)" -m pytest tests/e2e -v -rA
+fi
+
+browser_tests() {
+    npm_ci_if_needed "$ALFRED_ROOT/tests/browser" || return 1
+    (cd "$ALFRED_ROOT/tests/browser" && npm test)
+}
+if [[ " ${failed[*]} " == *" release build "* || " ${failed[*]} " == *" filter build "* ||
+    " ${failed[*]} " == *" dashboard build "* ]]; then
+    warn "[browser] not run: a build it needs failed"
+    failed+=("browser")
+else
+    stage "browser" browser_tests
 fi
 
 if ((${#failed[@]} > 0)); then

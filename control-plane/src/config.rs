@@ -15,6 +15,9 @@ use crate::quota::QuotaPeriod;
 /// Minimum length of `ALFRED_FILTER_TOKEN`; shorter secrets are guessable.
 pub const MIN_FILTER_TOKEN_LEN: usize = 32;
 
+/// Minimum length of `SESSION_SECRET`: the HMAC key of dashboard session tokens.
+pub const MIN_SESSION_SECRET_LEN: usize = 32;
+
 /// A secret value (token, webhook URL). `Debug` and `Display` redact it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -129,6 +132,19 @@ pub struct Config {
     /// `PRICING_FILE` (optional): a LiteLLM `model_prices_and_context_window.json`
     /// whose prices override the built-in list.
     pub pricing_file: Option<PathBuf>,
+    /// `SESSION_SECRET` (optional, ≥ 32 characters): signs dashboard session tokens.
+    /// Unset: a random per-process secret (sessions end with the process and are not
+    /// shared between replicas).
+    pub session_secret: Option<Secret>,
+    /// `SESSION_TTL_SECONDS` (default 3600, 60–86400): lifetime of a dashboard session.
+    pub session_ttl: Duration,
+    /// `SESSION_COOKIE_SECURE` (default false): mark the session cookie `Secure`, for
+    /// deployments served over HTTPS only (a `Secure` cookie is never sent over plain
+    /// `http://localhost`).
+    pub session_cookie_secure: bool,
+    /// `DASHBOARD_DIR` (default `dashboard/dist`, relative to the working directory):
+    /// the built dashboard served at `/static/`.
+    pub dashboard_dir: PathBuf,
 }
 
 /// Every bad variable found, each with the reason.
@@ -214,6 +230,22 @@ impl Config {
         });
 
         let pricing_file = env.optional("PRICING_FILE", |raw| Ok(PathBuf::from(raw)));
+        let session_secret = env.optional("SESSION_SECRET", |raw| {
+            if raw.chars().count() < MIN_SESSION_SECRET_LEN {
+                Err(format!(
+                    "must be at least {MIN_SESSION_SECRET_LEN} characters"
+                ))
+            } else {
+                Ok(Secret::new(raw))
+            }
+        });
+        let session_ttl_seconds = env.parse("SESSION_TTL_SECONDS", 3600_u64, |raw| {
+            int_in_range(raw, 60, 86_400)
+        });
+        let session_cookie_secure = env.parse("SESSION_COOKIE_SECURE", false, parse_bool);
+        let dashboard_dir = env.parse("DASHBOARD_DIR", PathBuf::from("dashboard/dist"), |raw| {
+            Ok(PathBuf::from(raw))
+        });
 
         if !env.problems.is_empty() {
             return Err(ConfigError {
@@ -239,6 +271,10 @@ impl Config {
             notifications_enabled,
             slack_webhook_url,
             pricing_file,
+            session_secret,
+            session_ttl: Duration::from_secs(session_ttl_seconds),
+            session_cookie_secure,
+            dashboard_dir,
         })
     }
 
@@ -362,6 +398,41 @@ mod tests {
         assert_eq!(cfg.database_pool_size, None);
         assert_eq!(cfg.pricing_file, None);
         assert_eq!(cfg.price_catalog().unwrap(), PriceCatalog::builtin());
+    }
+
+    #[test]
+    fn session_and_dashboard_variables() {
+        let cfg = config(&[]).unwrap();
+        assert!(cfg.session_secret.is_none());
+        assert_eq!(cfg.session_ttl, Duration::from_secs(3600));
+        assert!(!cfg.session_cookie_secure);
+        assert_eq!(cfg.dashboard_dir, PathBuf::from("dashboard/dist"));
+
+        let secret = "k".repeat(32);
+        let cfg = config(&[
+            ("SESSION_SECRET", &secret),
+            ("SESSION_TTL_SECONDS", "900"),
+            ("SESSION_COOKIE_SECURE", "true"),
+            ("DASHBOARD_DIR", "/srv/alfred/dashboard"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.session_secret.unwrap().expose(), secret);
+        assert_eq!(cfg.session_ttl, Duration::from_secs(900));
+        assert!(cfg.session_cookie_secure);
+        assert_eq!(cfg.dashboard_dir, PathBuf::from("/srv/alfred/dashboard"));
+
+        let err = config(&[
+            ("SESSION_SECRET", "too-short"),
+            ("SESSION_TTL_SECONDS", "5"),
+            ("SESSION_COOKIE_SECURE", "sometimes"),
+        ])
+        .unwrap_err();
+        let names: Vec<_> = err.problems.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            ["SESSION_SECRET", "SESSION_TTL_SECONDS", "SESSION_COOKIE_SECURE"]
+        );
+        assert!(!err.to_string().contains("too-short"));
     }
 
     #[test]

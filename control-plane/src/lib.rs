@@ -1,11 +1,13 @@
 //! Alfred's control plane: owns the database, grants quota leases to the Envoy filter,
-//! ingests usage idempotently and serves the admin and user API.
+//! ingests usage idempotently and serves the admin and user API and the dashboard.
 //!
 //! Domain modules (`users`, `teams`, `ledger`, `quota`, `leases`, `usage`, `vacation`,
-//! `transfers`, `approvals`, `notifications`, `audit`, `pricing`) know nothing about
-//! HTTP; `http` decodes requests, calls them and encodes the answers.
+//! `transfers`, `approvals`, `notifications`, `audit`, `pricing`, `sessions`,
+//! `analytics`) know nothing about HTTP; `http` decodes requests, calls them and
+//! encodes the answers.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod analytics;
 pub mod approvals;
 pub mod audit;
 pub mod cli;
@@ -20,6 +22,7 @@ pub mod maintenance;
 pub mod notifications;
 pub mod pricing;
 pub mod quota;
+pub mod sessions;
 pub mod teams;
 pub mod transfers;
 pub mod usage;

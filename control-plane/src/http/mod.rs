@@ -2,9 +2,11 @@
 //! blocking diesel work runs on actix's blocking pool via [`AppState::run`].
 
 mod admin;
+mod analytics;
 mod approvals;
 mod audit;
 pub mod auth;
+mod dashboard;
 pub mod error;
 mod health;
 mod internal;
@@ -12,10 +14,12 @@ pub mod json;
 mod me;
 mod openapi;
 pub mod query;
+pub mod session;
 mod teams;
 mod transfers;
 pub mod wire;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -26,6 +30,7 @@ use crate::db::{DbConnection, DbPool};
 use crate::leases::LeasePolicy;
 use crate::pricing::PriceCatalog;
 use crate::quota::{QuotaPeriod, QuotaRules};
+use crate::sessions::SessionKeys;
 use crate::usage::IngestQueue;
 use crate::users::User;
 use auth::{authorize, presented_key, Require};
@@ -52,6 +57,12 @@ pub struct AppState {
     pub prices: Arc<PriceCatalog>,
     /// Group commit of usage batches.
     pub ingest_queue: Arc<IngestQueue>,
+    /// Signs and checks dashboard session tokens.
+    pub sessions: Arc<SessionKeys>,
+    /// Whether the session cookie is `Secure` (`SESSION_COOKIE_SECURE`).
+    pub session_cookie_secure: bool,
+    /// The built dashboard served at `/static/` (`DASHBOARD_DIR`).
+    pub dashboard_dir: Arc<PathBuf>,
 }
 
 impl AppState {
@@ -72,6 +83,9 @@ impl AppState {
                 DatabaseUrl::Postgres(_) => 2,
                 DatabaseUrl::SqliteFile(_) | DatabaseUrl::SqliteMemory => 1,
             })),
+            sessions: Arc::new(session_keys(config)),
+            session_cookie_secure: config.session_cookie_secure,
+            dashboard_dir: Arc::new(config.dashboard_dir.clone()),
         }
     }
 
@@ -128,10 +142,34 @@ impl AppState {
     }
 }
 
-/// Registers every route; used by `serve` and by the tests alike.
+fn session_keys(config: &Config) -> SessionKeys {
+    match &config.session_secret {
+        Some(secret) => SessionKeys::new(secret.expose().as_bytes(), config.session_ttl),
+        None => {
+            tracing::warn!(
+                "SESSION_SECRET is unset: dashboard sessions use a random per-process secret, \
+                 so they end when the control plane restarts and are not shared between replicas"
+            );
+            SessionKeys::random(config.session_ttl)
+        }
+    }
+}
+
+/// Registers every route; used by `serve` and by the tests alike. Every route sits
+/// behind [`session::attach_session`], which turns a valid session cookie into a
+/// caller (see `auth`).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-        .route("/healthz", web::get().to(health::healthz))
+        .service(
+            web::scope("")
+                .wrap(actix_web::middleware::from_fn(session::attach_session))
+                .configure(api_routes),
+        )
+        .default_service(web::to(not_found));
+}
+
+fn api_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .service(
             web::resource("/v1/admin/users")
@@ -225,7 +263,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/internal/v1/leases", web::post().to(internal::grant_lease))
         .route("/internal/v1/usage", web::post().to(internal::report_usage))
         .route("/internal/v1/sync", web::post().to(internal::sync_keys))
-        .default_service(web::to(not_found));
+        .route("/v1/auth/login", web::post().to(session::login))
+        .route("/v1/auth/logout", web::post().to(session::logout))
+        .route("/v1/auth/session", web::get().to(session::session))
+        .route("/v1/admin/analytics/usage", web::get().to(analytics::org_usage))
+        .route("/v1/admin/analytics/summary", web::get().to(analytics::org_summary))
+        .route("/v1/users/me/analytics/usage", web::get().to(analytics::my_usage))
+        .route("/v1/users/me/analytics/summary", web::get().to(analytics::my_summary))
+        .route("/static", web::get().to(dashboard::redirect_to_slash))
+        .route("/static/{path:.*}", web::get().to(dashboard::serve));
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

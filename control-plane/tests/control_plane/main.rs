@@ -6,6 +6,7 @@ mod common;
 mod concurrency;
 
 mod cli;
+mod dashboard_api;
 mod http_api;
 mod leases;
 mod quota_model;

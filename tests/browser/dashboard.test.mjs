@@ -1,0 +1,354 @@
+// The dashboard in a real browser (headless Chromium via playwright-core) against the
+// real gateway: Envoy + filter + control plane + local provider, started by
+// stack_server.py on free ports and always stopped afterwards.
+//
+//   cd tests/browser && npm ci && npm test       (scripts/test.sh runs this as a stage)
+//
+// Needs the release builds, the filter .wasm, the built dashboard (dashboard/dist) and
+// Chromium (`chromium` on PATH, or CHROMIUM_BIN). Screenshots of every screen go to
+// tests/browser/screenshots/ (git-ignored).
+
+import { execSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(HERE, "..", "..");
+const SHOTS = process.env.ALFRED_SCREENSHOTS ?? join(HERE, "screenshots");
+const TIMEOUT = 15_000;
+
+let stack; // { url, admin: { id, api_key }, backend }
+let harness; // the stack_server.py child process
+let browser;
+
+function chromiumPath() {
+  if (process.env.CHROMIUM_BIN) return process.env.CHROMIUM_BIN;
+  for (const name of ["chromium", "chromium-browser", "google-chrome"]) {
+    try {
+      return execSync(`command -v ${name}`, { shell: "/bin/sh" }).toString().trim();
+    } catch {
+      // try the next name
+    }
+  }
+  throw new Error("no Chromium found: install it (apt-get install chromium) or set CHROMIUM_BIN");
+}
+
+function startStack() {
+  const venv = join(ROOT, ".venv/bin/python");
+  const python = existsSync(venv) ? venv : "python3";
+  harness = spawn(python, [join(HERE, "stack_server.py")], { stdio: ["pipe", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: harness.stdout });
+    const timer = setTimeout(() => reject(new Error("the stack did not start within 180 s")), 180_000);
+    lines.once("line", (line) => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(line));
+      } catch (e) {
+        reject(new Error(`unexpected harness output: ${line}`));
+      }
+    });
+    harness.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the stack harness exited with ${code} before it was ready`));
+    });
+  });
+}
+
+async function stopStack() {
+  if (!harness || harness.exitCode !== null) return;
+  const exited = new Promise((resolve) => harness.once("exit", resolve));
+  harness.stdin.end(); // the harness stops every process when its stdin closes
+  const timer = setTimeout(() => harness.kill("SIGTERM"), 20_000);
+  await exited;
+  clearTimeout(timer);
+}
+process.on("exit", () => harness?.exitCode === null && harness.kill("SIGTERM"));
+
+/** A JSON API call with a key, as a script or SDK would make it. */
+async function call(method, path, key, body) {
+  const response = await fetch(`${stack.url}${path}`, {
+    method,
+    headers: { "x-api-key": key, ...(body ? { "content-type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+/** Real traffic through Envoy and the filter to the local provider; returns the
+ * usage the provider reported, per model. */
+async function generateUsage(key) {
+  const plan = [
+    ["gpt-4o-mini", "project-alpha", "Summarise the quarterly report in two lines"],
+    ["gpt-4o-mini", "project-alpha", "Hello there"],
+    ["gpt-4o-mini", null, "What is the capital of France"],
+    ["gpt-4o", "project-beta", "Write a haiku about credit pools"],
+    ["gpt-4o", null, "Explain leases"],
+  ];
+  const byModel = {};
+  for (const [model, project, text] of plan) {
+    const response = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${key}`,
+        "content-type": "application/json",
+        ...(project ? { "x-project-id": project } : {}),
+      },
+      body: JSON.stringify({ model, max_tokens: 20, messages: [{ role: "user", content: text }] }),
+    });
+    const body = await response.json();
+    assert.equal(response.status, 200, JSON.stringify(body));
+    byModel[model] = (byModel[model] ?? 0) + body.usage.total_tokens;
+  }
+  return { requests: plan.length, byModel, total: Object.values(byModel).reduce((a, b) => a + b, 0) };
+}
+
+async function waitFor(what, check, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await check();
+    if (last.done) return last;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}`);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Whether a canvas has drawn pixels (a chart rendered, not an empty box). */
+async function canvasHasInk(page, testId) {
+  return page.locator(`[data-testid="${testId}"]`).evaluate((canvas) => {
+    const { width, height } = canvas;
+    if (!width || !height) return false;
+    const data = canvas.getContext("2d").getImageData(0, 0, width, height).data;
+    let painted = 0;
+    for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
+    return painted > 500;
+  });
+}
+
+async function login(page, key) {
+  await page.goto(`${stack.url}/static/`);
+  await page.getByTestId("api-key-input").fill(key);
+  await page.getByTestId("login-submit").click();
+  await page.getByTestId("logout").waitFor({ timeout: TIMEOUT });
+}
+
+const fmt = (n) => n.toLocaleString("en-US");
+
+let usage; // what generateUsage sent
+let dana; // the user created in the browser: { email, key }
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  stack = await startStack();
+  browser = await chromium.launch({
+    executablePath: chromiumPath(),
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await stopStack();
+});
+
+test("the dashboard end to end", async (t) => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: stack.url });
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(e));
+
+  await t.test("usage generated through Envoy reaches the analytics", async () => {
+    const created = await call("POST", "/v1/admin/users", stack.admin.api_key, {
+      email: "traffic@company.com",
+      name: "Traffic Bot",
+      personal_quota: 100_000,
+    });
+    assert.equal(created.status, 201);
+    usage = await generateUsage(created.body.api_key);
+    await waitFor("usage ingestion", async () => {
+      const { body } = await call("GET", "/v1/admin/analytics/summary", stack.admin.api_key);
+      return { done: body.requests === usage.requests, body };
+    });
+  });
+
+  await t.test("a bad key is refused with a visible message", async () => {
+    await page.goto(`${stack.url}/static/`);
+    await page.getByTestId("api-key-input").fill("not-a-key");
+    await page.getByTestId("login-submit").click();
+    await page.getByRole("alert").filter({ hasText: "starts with tp-" }).waitFor({ timeout: TIMEOUT });
+    await page.getByTestId("api-key-input").fill("tp-0000000000000000000000000000000000000000000");
+    await page.getByTestId("login-submit").click();
+    await page.getByRole("alert").filter({ hasText: "invalid API key (HTTP 401)" }).waitFor({ timeout: TIMEOUT });
+    await shot(page, "01-login");
+  });
+
+  await t.test("an admin logs in and the overview charts show the usage", async () => {
+    await login(page, stack.admin.api_key);
+    await page.getByTestId("page-overview").waitFor();
+    await page.getByTestId("chart-cost-trend").waitFor({ timeout: TIMEOUT });
+    await page.getByTestId("chart-models").waitFor();
+    assert.equal(await page.getByTestId("stat-users").locator(".stat-value").textContent(), "2");
+    assert.equal(await page.getByTestId("stat-requests").locator(".stat-value").textContent(), String(usage.requests));
+    assert.equal(await page.getByTestId("stat-tokens").locator(".stat-hint").textContent(), `${fmt(usage.total)} tokens`);
+    const modelRows = await page.getByTestId("model-table").locator("tbody tr").allTextContents();
+    const expected = Object.entries(usage.byModel).sort((a, b) => b[1] - a[1]);
+    assert.equal(modelRows.length, expected.length);
+    expected.forEach(([model, tokens], i) => {
+      assert.ok(modelRows[i].startsWith(model), modelRows[i]);
+      assert.ok(modelRows[i].includes(fmt(tokens)), `${modelRows[i]} lacks ${tokens}`);
+    });
+    const projects = await page.getByTestId("top-projects").locator("tbody tr").allTextContents();
+    assert.equal(projects.length, 3); // project-alpha, project-beta, none
+    assert.ok(await canvasHasInk(page, "chart-cost-trend"), "the cost trend chart drew nothing");
+    assert.ok(await canvasHasInk(page, "chart-models"), "the model chart drew nothing");
+    await shot(page, "02-overview");
+  });
+
+  await t.test("an admin creates a user, with validation, and sees the key once", async () => {
+    await page.getByTestId("nav-users").click();
+    await page.getByTestId("users-table").waitFor();
+    await page.getByTestId("add-user").click();
+    const form = page.getByTestId("user-form");
+    await form.locator('input[name="quota"]').fill("lots");
+    await page.getByTestId("user-form-submit").click();
+    await page.getByTestId("error-name").waitFor();
+    await page.getByTestId("error-email").waitFor();
+    await page.getByTestId("error-quota").waitFor();
+    await shot(page, "03-user-form-errors");
+
+    dana = { email: "dana@company.com" };
+    await form.locator('input[name="name"]').fill("Dana Scully");
+    await form.locator('input[name="email"]').fill(dana.email);
+    await form.locator('input[name="quota"]').fill("5000");
+    await page.getByTestId("user-form-submit").click();
+    const keyBox = page.getByTestId("new-api-key");
+    await keyBox.waitFor({ timeout: TIMEOUT });
+    dana.key = (await keyBox.textContent()).trim();
+    assert.match(dana.key, /^tp-[A-Za-z0-9_-]{43}$/);
+    await page.getByTestId("copy-key").click();
+    await page.getByTestId("copy-key").filter({ hasText: "Copied" }).waitFor();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), dana.key);
+    await shot(page, "04-user-key-once");
+    await page.getByRole("button", { name: "I have saved the key" }).click();
+    await keyBox.waitFor({ state: "detached" });
+    // Shown once: nowhere on the page any more.
+    assert.equal(await page.getByText(dana.key).count(), 0);
+    const row = page.getByTestId(`user-row-${dana.email}`);
+    await row.waitFor();
+    assert.ok((await row.textContent()).includes("5,000"));
+    assert.equal((await call("GET", "/v1/users/me/quota", dana.key)).status, 200);
+  });
+
+  await t.test("an admin edits the user, sets vacation, and sees API errors", async () => {
+    const row = page.getByTestId(`user-row-${dana.email}`);
+    await row.getByTestId("edit").click();
+    const form = page.getByTestId("user-form");
+    await form.locator('input[name="email"]').fill("admin@company.com");
+    await page.getByTestId("user-form-submit").click();
+    await form.getByRole("alert").filter({ hasText: "already exists (HTTP 409)" }).first().waitFor({ timeout: TIMEOUT });
+    await shot(page, "05-user-edit-error");
+    await form.locator('input[name="email"]').fill(dana.email);
+    await form.locator('input[name="name"]').fill("Dana K. Scully");
+    await form.locator('input[name="quota"]').fill("7500");
+    await form.locator('select[name="status"]').selectOption("on_vacation");
+    await page.getByTestId("user-form-submit").click();
+    await form.waitFor({ state: "detached", timeout: TIMEOUT });
+    await row.filter({ hasText: "Dana K. Scully" }).waitFor({ timeout: TIMEOUT });
+    const text = await row.textContent();
+    assert.ok(text.includes("7,500"), text);
+    assert.ok(text.includes("On vacation"), text);
+    await shot(page, "06-users");
+  });
+
+  await t.test("an admin rotates the key: the new one works, the old one stops", async () => {
+    await page.getByTestId(`user-row-${dana.email}`).getByTestId("rotate").click();
+    await page.getByTestId("confirm").click();
+    const keyBox = page.getByTestId("new-api-key");
+    await keyBox.waitFor({ timeout: TIMEOUT });
+    const rotated = (await keyBox.textContent()).trim();
+    assert.notEqual(rotated, dana.key);
+    await page.getByRole("button", { name: "I have saved the key" }).click();
+    assert.equal((await call("GET", "/v1/users/me/quota", dana.key)).status, 401);
+    assert.equal((await call("GET", "/v1/users/me/quota", rotated)).status, 200);
+    dana.key = rotated;
+  });
+
+  await t.test("dark mode persists across a reload", async () => {
+    await page.getByTestId("nav-overview").click();
+    await page.getByTestId("chart-cost-trend").waitFor({ timeout: TIMEOUT });
+    await page.getByTestId("theme-toggle").click();
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "dark");
+    await page.reload();
+    await page.getByTestId("chart-cost-trend").waitFor({ timeout: TIMEOUT });
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "dark");
+    assert.equal(await page.evaluate(() => localStorage.getItem("alfred-theme")), "dark");
+    await shot(page, "07-overview-dark");
+    await page.getByTestId("theme-toggle").click();
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), undefined);
+  });
+
+  await t.test("the user guide is built in", async () => {
+    await page.getByTestId("nav-guide").click();
+    await page.getByTestId("page-guide").getByRole("heading", { name: "Quick start" }).waitFor();
+    await shot(page, "08-user-guide");
+  });
+
+  await t.test("an ended session sends the app back to the log-in", async () => {
+    await context.addCookies([{ name: "alfred_session", value: "forged.token.value", url: stack.url }]);
+    await page.getByTestId("nav-me").click();
+    await page.getByTestId("login-form").waitFor({ timeout: TIMEOUT });
+    await page.getByText("Your session has ended").waitFor();
+  });
+
+  await t.test("log out ends the session", async () => {
+    await login(page, stack.admin.api_key);
+    await page.getByTestId("logout").click();
+    await page.getByTestId("login-form").waitFor({ timeout: TIMEOUT });
+    const status = await page.evaluate(() => fetch("/v1/auth/session").then((r) => r.status));
+    assert.equal(status, 401);
+    assert.equal((await context.cookies()).filter((c) => c.name === "alfred_session").length, 0);
+  });
+
+  await t.test("a user sees their own view and cannot reach admin screens", async () => {
+    await login(page, dana.key);
+    await page.getByTestId("page-me").waitFor({ timeout: TIMEOUT });
+    assert.equal(await page.getByTestId("quota-personal").locator(".stat-value").textContent(), "7,500");
+    assert.equal(await page.getByTestId("nav-users").count(), 0);
+    assert.equal(await page.getByTestId("nav-overview").count(), 0);
+    await shot(page, "09-my-usage");
+    await page.goto(`${stack.url}/static/users`);
+    await page.getByTestId("forbidden").waitFor({ timeout: TIMEOUT });
+    await shot(page, "10-user-forbidden");
+    const statuses = await page.evaluate(() =>
+      Promise.all(["/v1/admin/users", "/v1/admin/analytics/summary"].map((p) => fetch(p).then((r) => r.status))),
+    );
+    assert.deepEqual(statuses, [403, 403]);
+  });
+
+  await t.test("an admin deletes the user", async () => {
+    await page.getByTestId("logout").click();
+    await login(page, stack.admin.api_key);
+    await page.getByTestId("nav-users").click();
+    await page.getByTestId(`user-row-${dana.email}`).getByTestId("delete").click();
+    await page.getByTestId("confirm").click();
+    await page.getByTestId(`user-row-${dana.email}`).waitFor({ state: "detached", timeout: TIMEOUT });
+    assert.equal((await call("GET", "/v1/users/me/quota", dana.key)).status, 401);
+  });
+
+  assert.deepEqual(pageErrors, [], "uncaught errors in the page");
+  await context.close();
+});
