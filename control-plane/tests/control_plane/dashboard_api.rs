@@ -155,14 +155,14 @@ http_test!(login_refuses_bad_revoked_and_suspended_keys, |db| {
     assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(missing.body["error"]["field"], "key");
 
-    users::set_status(&mut db.conn(), start_time(), user.user.id, UserStatus::Suspended).unwrap();
+    crate::common::set_status(&mut db.conn(), start_time(), user.user.id, UserStatus::Suspended).unwrap();
     let suspended = send(&app, login(&user.api_key)).await;
     assert_eq!(suspended.status, StatusCode::FORBIDDEN);
     assert_eq!(suspended.body["error"]["code"], "user_suspended");
     assert!(suspended.set_cookie.is_none());
 
-    users::set_status(&mut db.conn(), start_time(), user.user.id, UserStatus::Active).unwrap();
-    users::revoke_keys(&mut db.conn(), start_time(), user.user.id).unwrap();
+    crate::common::set_status(&mut db.conn(), start_time(), user.user.id, UserStatus::Active).unwrap();
+    users::revoke_keys(&mut db.conn(), start_time(), user.user.id, None).unwrap();
     assert_eq!(send(&app, login(&user.api_key)).await.status, StatusCode::UNAUTHORIZED);
 });
 
@@ -240,21 +240,21 @@ http_test!(suspension_deletion_and_key_rotation_end_sessions, |db| {
     let quota = || with_cookie(test::TestRequest::get().uri("/v1/users/me/quota"), &cookie);
     assert_eq!(send(&app, quota()).await.status, StatusCode::OK);
 
-    users::set_status(&mut db.conn(), start_time(), user.user.id, UserStatus::Suspended).unwrap();
+    crate::common::set_status(&mut db.conn(), start_time(), user.user.id, UserStatus::Suspended).unwrap();
     let suspended = send(&app, quota()).await;
     assert_eq!(suspended.status, StatusCode::FORBIDDEN);
     assert_eq!(suspended.body["error"]["code"], "user_suspended");
-    users::set_status(&mut db.conn(), start_time(), user.user.id, UserStatus::Active).unwrap();
+    crate::common::set_status(&mut db.conn(), start_time(), user.user.id, UserStatus::Active).unwrap();
     assert_eq!(send(&app, quota()).await.status, StatusCode::OK);
 
     // Rotating the key ends the sessions opened with the old one.
-    let rotated = users::rotate_key(&mut db.conn(), start_time(), user.user.id).unwrap();
+    let rotated = users::rotate_key(&mut db.conn(), start_time(), user.user.id, None).unwrap();
     assert_eq!(send(&app, quota()).await.status, StatusCode::UNAUTHORIZED);
 
     let cookie = logged_in(&app, &rotated.api_key).await;
     let quota = || with_cookie(test::TestRequest::get().uri("/v1/users/me/quota"), &cookie);
     assert_eq!(send(&app, quota()).await.status, StatusCode::OK);
-    users::delete_user(&mut db.conn(), start_time(), user.user.id).unwrap();
+    users::delete_user(&mut db.conn(), start_time(), user.user.id, None).unwrap();
     assert_eq!(send(&app, quota()).await.status, StatusCode::UNAUTHORIZED);
 });
 
