@@ -92,6 +92,18 @@ def upstream_config(port: int, admin_port: int) -> dict:
                                             ]
                                         },
                                         "http_filters": [
+                                            # Answer once the whole request is read: a
+                                            # direct response sent before the request body
+                                            # ends makes the front Envoy close the upstream
+                                            # connection, so every request would pay a
+                                            # new TCP connection in every mode.
+                                            {
+                                                "name": "envoy.filters.http.buffer",
+                                                "typed_config": {
+                                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                                                    "max_request_bytes": 1048576,
+                                                },
+                                            },
                                             {
                                                 "name": "envoy.filters.http.router",
                                                 "typed_config": {

@@ -17,6 +17,7 @@ use log::{error, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -55,8 +56,8 @@ fn now_ms() -> u64 {
 }
 
 /// Header bytes as text; invalid UTF-8 (obs-text) is replaced, never a panic.
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
 }
 
 fn queue_name(vm: u64) -> String {
@@ -167,6 +168,7 @@ fn apply_waiter_outcomes(outcomes: Vec<(u32, WaiterOutcome)>, current: u32) {
 enum RootCall {
     Usage,
     Sync,
+    /// A lease request for this record.
     Lease(String),
 }
 
@@ -202,14 +204,14 @@ impl Root {
         now: u64,
     ) -> Vec<(u32, WaiterOutcome)> {
         let mut outcomes = Vec::new();
-        for LeaseFetch { key_hash, body } in fetches {
+        for LeaseFetch { record, body, .. } in fetches {
             match call_control_plane(self, gateway.config(), LEASES_PATH, &body) {
                 Ok(token) => {
-                    self.calls.insert(token, RootCall::Lease(key_hash));
+                    self.calls.insert(token, RootCall::Lease(record));
                 }
                 Err(e) => {
                     warn!("alfred: {e}");
-                    outcomes.extend(gateway.on_lease_answer(&key_hash, Err(e), now, &HostStore));
+                    outcomes.extend(gateway.on_lease_answer(&record, Err(e), now, &HostStore));
                 }
             }
         }
@@ -273,9 +275,9 @@ impl Context for Root {
                     gateway.on_sync_answer(answer.ok(), now, &HostStore);
                     return;
                 }
-                Some(RootCall::Lease(key_hash)) => {
+                Some(RootCall::Lease(record)) => {
                     let answer = read_lease_answer(self, body_size);
-                    gateway.on_lease_answer(&key_hash, answer, now, &HostStore)
+                    gateway.on_lease_answer(&record, answer, now, &HostStore)
                 }
                 None => return,
             }
@@ -404,7 +406,7 @@ impl RootContext for Root {
 struct Request {
     context_id: u32,
     gateway: Shared,
-    /// The lease request this context sent, if any: (token, key hash).
+    /// The lease request this context sent, if any: (token, record).
     lease_call: Option<(u32, String)>,
     /// Key and Alfred headers the request carries: removed before it goes upstream.
     present: Vec<&'static str>,
@@ -415,13 +417,6 @@ impl Request {
     /// `String` getters panic on those, which would take the VM down, so read bytes.
     fn request_header(&self, name: &str) -> Option<String> {
         self.get_http_request_header_bytes(name).map(|b| {
-            String::from_utf8(b)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-        })
-    }
-
-    fn response_header(&self, name: &str) -> Option<String> {
-        self.get_http_response_header_bytes(name).map(|b| {
             String::from_utf8(b)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
         })
@@ -456,7 +451,7 @@ impl Context for Request {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some((expected, key_hash)) = self.lease_call.take() else {
+        let Some((expected, record)) = self.lease_call.take() else {
             return;
         };
         if expected != token {
@@ -464,7 +459,7 @@ impl Context for Request {
         }
         let answer = read_lease_answer(self, body_size);
         let outcomes = match self.gateway.borrow_mut().as_mut() {
-            Some(gateway) => gateway.on_lease_answer(&key_hash, answer, now_ms(), &HostStore),
+            Some(gateway) => gateway.on_lease_answer(&record, answer, now_ms(), &HostStore),
             None => Vec::new(),
         };
         apply_waiter_outcomes(outcomes, self.context_id);
@@ -474,13 +469,14 @@ impl Context for Request {
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let now = now_ms();
-        // One host call for all headers (each single-header call crosses the VM boundary).
+        // One host call for all headers (each single-header call crosses the VM boundary),
+        // read in place: only values that are not UTF-8 are copied.
         let all = self.get_http_request_headers_bytes();
-        let text = |name: &str| -> Option<String> {
+        let text = |name: &str| -> Option<Cow<'_, str>> {
             all.iter().find(|(n, _)| n == name).map(|(_, v)| lossy(v))
         };
         let path = text(":path").unwrap_or_default();
-        let key_values: Vec<(&str, String)> = KEY_HEADERS
+        let key_values: Vec<(&str, Cow<'_, str>)> = KEY_HEADERS
             .iter()
             .filter_map(|h| text(h).map(|v| (*h, v)))
             .collect();
@@ -494,7 +490,7 @@ impl HttpContext for Request {
             key_values
                 .iter()
                 .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| v.as_ref())
         });
         // A key in the query string (Gemini REST style) must not travel upstream either.
         let query_key = key::from_query(&path);
@@ -546,12 +542,12 @@ impl HttpContext for Request {
                 credential, fetch, ..
             } => {
                 let mut outcomes = Vec::new();
-                if let Some(LeaseFetch { key_hash, body }) = fetch {
+                if let Some(LeaseFetch { record, body, .. }) = fetch {
                     match call_control_plane(self, gateway.config(), LEASES_PATH, &body) {
-                        Ok(token) => self.lease_call = Some((token, key_hash)),
+                        Ok(token) => self.lease_call = Some((token, record)),
                         Err(e) => {
                             warn!("alfred: {e}");
-                            outcomes = gateway.on_lease_answer(&key_hash, Err(e), now, &HostStore);
+                            outcomes = gateway.on_lease_answer(&record, Err(e), now, &HostStore);
                         }
                     }
                 }
@@ -570,7 +566,7 @@ impl HttpContext for Request {
                 body_size,
                 end_of_stream,
                 || self.get_http_request_body(0, body_size),
-                now_ms(),
+                now_ms,
                 &HostStore,
             ),
             None => BodyAction::Continue,
@@ -597,17 +593,20 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let status = self
-            .get_http_response_header(":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let content_type = self.response_header("content-type");
-        let add = match self.gateway.borrow_mut().as_mut() {
-            Some(gateway) => {
-                gateway.on_response_headers(self.context_id, status, content_type.as_deref())
-            }
-            None => Vec::new(),
+        let mut shared = self.gateway.borrow_mut();
+        let Some(gateway) = shared.as_mut().filter(|g| g.has_request(self.context_id)) else {
+            return Action::Continue; // answered locally, or not governed: nothing to add
         };
+        // Two single-header reads cost less than reading (and copying) the whole map.
+        let status = self
+            .get_http_response_header_bytes(":status")
+            .and_then(|s| std::str::from_utf8(&s).ok()?.trim().parse().ok())
+            .unwrap_or(0);
+        let content_type = self
+            .get_http_response_header_bytes("content-type")
+            .map(|v| lossy(&v).into_owned());
+        let add = gateway.on_response_headers(self.context_id, status, content_type.as_deref());
+        drop(shared);
         for (name, value) in add {
             self.set_http_response_header(name, Some(&value));
         }
@@ -615,25 +614,24 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let mut shared = self.gateway.borrow_mut();
+        let Some(gateway) = shared.as_mut().filter(|g| g.has_request(self.context_id)) else {
+            return Action::Continue;
+        };
         let chunk = if body_size > 0 {
             self.get_http_response_body(0, body_size)
         } else {
             None
         };
-        let replacement = match self.gateway.borrow_mut().as_mut() {
-            Some(gateway) => {
-                let replacement = gateway.on_response_body(
-                    self.context_id,
-                    chunk.as_deref().unwrap_or_default(),
-                    end_of_stream,
-                );
-                if end_of_stream {
-                    gateway.on_request_end(self.context_id, now_ms(), &HostStore);
-                }
-                replacement
-            }
-            None => None,
-        };
+        let replacement = gateway.on_response_body(
+            self.context_id,
+            chunk.as_deref().unwrap_or_default(),
+            end_of_stream,
+        );
+        if end_of_stream {
+            gateway.on_request_end(self.context_id, now_ms(), &HostStore);
+        }
+        drop(shared);
         if let Some(bytes) = replacement {
             self.set_http_response_body(0, body_size, &bytes);
         }
@@ -642,7 +640,10 @@ impl HttpContext for Request {
 
     fn on_log(&mut self) {
         if let Some(gateway) = self.gateway.borrow_mut().as_mut() {
-            gateway.on_request_end(self.context_id, now_ms(), &HostStore);
+            // Most requests ended with their response body: no clock read for nothing.
+            if gateway.has_request(self.context_id) {
+                gateway.on_request_end(self.context_id, now_ms(), &HostStore);
+            }
         }
     }
 }

@@ -50,6 +50,9 @@ const MAX_PROJECT_ID: usize = 128;
 const MAX_ESTIMATE: u64 = 1_000_000;
 /// Most keys checked in one sync call.
 const MAX_SYNC_KEYS: usize = 500;
+/// Bound on the VM's cache of key hashes (emptied when reached; idle keys leave it at
+/// each sweep).
+const MAX_CACHED_KEY_HASHES: usize = 50_000;
 
 /// Alfred's own request headers; removed before the request goes upstream.
 pub const ALFRED_HEADERS: [&str; 3] = ["x-privacy-mode", "x-priority", "x-project-id"];
@@ -65,7 +68,8 @@ struct Admission {
 #[derive(Debug)]
 struct RequestState {
     request_id: String,
-    key_hash: String,
+    /// The shared record the request draws on ([`lease_store::record_id`]).
+    record: String,
     api: Api,
     estimate: u64,
     input_estimate: u64,
@@ -86,9 +90,11 @@ struct RequestState {
     response_complete: bool,
 }
 
-/// A lease request to send: for whom (key hash) and the body.
+/// A lease request to send: for which record, whose key hash, and the body. The answer
+/// goes back to [`Gateway::on_lease_answer`] with `record`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct LeaseFetch {
+    pub record: String,
     pub key_hash: String,
     pub body: Vec<u8>,
 }
@@ -187,11 +193,14 @@ pub struct Gateway {
     /// This VM's id in shared records (random, non-zero).
     vm: u64,
     requests: HashMap<u32, RequestState>,
-    /// Requests of this VM waiting for a user's lease.
+    /// Requests of this VM waiting for a record's lease, by record id.
     waiters: HashMap<String, Vec<u32>>,
     fetches: HashMap<String, LocalFetch>,
-    /// Keys this VM served, with when it last did: what it re-checks and sweeps.
+    /// Records this VM served, with when it last did: what it re-checks and sweeps.
     active: HashMap<String, u64>,
+    /// Client key → its hash, for the keys in use: SHA-256 in wasm costs more than the
+    /// rest of a request's own work. Pruned with `active`, bounded.
+    key_hashes: HashMap<String, String>,
     last_sync_ms: u64,
     sync_in_flight: bool,
     reporter: Reporter,
@@ -216,6 +225,7 @@ impl Gateway {
             waiters: HashMap::new(),
             fetches: HashMap::new(),
             active: HashMap::new(),
+            key_hashes: HashMap::new(),
             last_sync_ms: 0,
             sync_in_flight: false,
             reporter,
@@ -241,6 +251,23 @@ impl Gateway {
     /// Usage records not yet acknowledged by the control plane.
     pub fn pending_records(&self) -> usize {
         self.reporter.pending()
+    }
+
+    /// Whether context `ctx` is a request this VM still tracks (so its end has work).
+    pub fn has_request(&self, ctx: u32) -> bool {
+        self.requests.contains_key(&ctx)
+    }
+
+    fn key_hash(&mut self, client_key: &str) -> String {
+        if let Some(hash) = self.key_hashes.get(client_key) {
+            return hash.clone();
+        }
+        if self.key_hashes.len() >= MAX_CACHED_KEY_HASHES {
+            self.key_hashes.clear();
+        }
+        let hash = key::hash(client_key);
+        self.key_hashes.insert(client_key.to_string(), hash.clone());
+        hash
     }
 
     /// Request headers arrived for context `ctx`.
@@ -272,21 +299,22 @@ impl Gateway {
             );
         };
         let credential = (provider.auth_header.clone(), provider.auth_value.clone());
-        let key_hash = key::hash(client_key);
+        let priority = parse_priority(headers.priority);
+        let key_hash = self.key_hash(client_key);
+        let record = lease_store::record_id(&key_hash, priority == CRITICAL);
         let input_estimate = estimate_tokens(headers.content_length.unwrap_or(0));
         let estimate = self
             .config
             .default_estimate_tokens
             .saturating_add(input_estimate)
             .min(MAX_ESTIMATE);
-        let priority = parse_priority(headers.priority);
         let privacy = parse_privacy(headers.privacy);
         let inspect_body = headers.has_body
             && (api.format.has_include_usage()
                 || (privacy == "strict" && api.format == Format::OpenAiResponses));
         let vm = self.vm;
         let config = &self.config;
-        let decision = lease_store::update(store, &key_hash, vm, now_ms, |rec| {
+        let decision = lease_store::update(store, &record, vm, now_ms, |rec| {
             rec.last_used_ms = now_ms;
             // Room in the lease first: a quota refusal may have come while requests in
             // flight held the rest of the lease, and what they did not use is the user's.
@@ -325,10 +353,15 @@ impl Gateway {
                 );
             }
         };
-        self.active.insert(key_hash.clone(), now_ms);
+        match self.active.get_mut(&record) {
+            Some(seen) => *seen = now_ms,
+            None => {
+                self.active.insert(record.clone(), now_ms);
+            }
+        }
         let mut state = RequestState {
             request_id,
-            key_hash: key_hash.clone(),
+            record: record.clone(),
             api,
             estimate,
             input_estimate,
@@ -355,7 +388,7 @@ impl Gateway {
                 if renew {
                     // Sent by the root context on its next tick: nobody waits for it.
                     self.fetches.insert(
-                        key_hash,
+                        record,
                         LocalFetch {
                             leader: None,
                             sent: false,
@@ -370,11 +403,11 @@ impl Gateway {
             Decision::Wait { fetch } => {
                 self.stats.waited += 1;
                 self.requests.insert(ctx, state);
-                self.waiters.entry(key_hash.clone()).or_default().push(ctx);
+                self.waiters.entry(record.clone()).or_default().push(ctx);
                 let fetch = fetch.map(|tokens| {
                     self.stats.lease_fetches += 1;
                     self.fetches.insert(
-                        key_hash.clone(),
+                        record.clone(),
                         LocalFetch {
                             leader: Some(ctx),
                             sent: true,
@@ -382,6 +415,7 @@ impl Gateway {
                     );
                     LeaseFetch {
                         body: lease_request_body(&self.config, &key_hash, priority, tokens),
+                        record,
                         key_hash,
                     }
                 });
@@ -394,9 +428,10 @@ impl Gateway {
         }
     }
 
-    /// The lease request for `key_hash` was answered (`Err`: no usable answer: the call
-    /// failed, timed out, or the control plane replied with an error). Returns what to do
-    /// with this VM's paused requests; other VMs' waiters are notified through `store`.
+    /// The lease request for record `key_hash` ([`LeaseFetch::record`]) was answered
+    /// (`Err`: no usable answer: the call failed, timed out, or the control plane replied
+    /// with an error). Returns what to do with this VM's paused requests; other VMs'
+    /// waiters are notified through `store`.
     pub fn on_lease_answer(
         &mut self,
         key_hash: &str,
@@ -662,14 +697,16 @@ impl Gateway {
     }
 
     /// The request body: `buffered` bytes so far, `read` gives them all. Called for each
-    /// part; the body is read once, at its end, when it is to be inspected.
+    /// part; the body is read once, at its end, when it is to be inspected. `now_ms` is
+    /// asked only when the time matters (a refused body releases its reservation): each
+    /// clock read is a host call.
     pub fn on_request_body(
         &mut self,
         ctx: u32,
         buffered: usize,
         end_of_stream: bool,
         read: impl FnOnce() -> Option<Vec<u8>>,
-        now_ms: u64,
+        now_ms: impl FnOnce() -> u64,
         store: &dyn SharedStore,
     ) -> BodyAction {
         let Some(state) = self.requests.get_mut(&ctx) else {
@@ -680,7 +717,7 @@ impl Gateway {
         if holding && buffered as u64 > self.config.max_request_body_bytes {
             let reply =
                 Refusal::RequestTooLarge.reply(&state.request_id, state.api.format.family());
-            self.release(ctx, now_ms, store);
+            self.release(ctx, now_ms(), store);
             return BodyAction::Respond(reply);
         }
         if !end_of_stream {
@@ -743,8 +780,8 @@ impl Gateway {
             return;
         };
         match state.admission {
-            Some(admission) => self.settle(&state.key_hash, &admission, 0, now_ms, store),
-            None => self.abandon_wait(ctx, &state.key_hash),
+            Some(admission) => self.settle(&state.record, &admission, 0, now_ms, store),
+            None => self.abandon_wait(ctx, &state.record),
         }
     }
 
@@ -783,7 +820,7 @@ impl Gateway {
         };
         let Some(admission) = state.admission.take() else {
             // Still waiting for a lease: it no longer waits.
-            self.abandon_wait(ctx, &state.key_hash);
+            self.abandon_wait(ctx, &state.record);
             return;
         };
         let complete = state.response_complete;
@@ -828,7 +865,7 @@ impl Gateway {
             .or(state.api.path_model.take())
             .or(state.request_model.take());
         let charged = usage.charged();
-        self.settle(&state.key_hash, &admission, charged, now_ms, store);
+        self.settle(&state.record, &admission, charged, now_ms, store);
         self.reporter.push(UsageRecord {
             request_id: state.request_id,
             lease_id: Some(admission.lease_id),
@@ -903,15 +940,25 @@ impl Gateway {
             }
         }
         // Fetches to send from the root: renewals, taken-over and orphaned fetches.
-        for (key_hash, fetch) in self.fetches.iter_mut().filter(|(_, f)| !f.sent) {
+        for (record, fetch) in self.fetches.iter_mut().filter(|(_, f)| !f.sent) {
             fetch.sent = true;
             fetch.leader = Some(root_ctx);
-            let record = lease_store::load(store, key_hash).unwrap_or_default();
-            let tokens = lease_size(&self.config, &record, now_ms);
+            let tokens = lease_size(
+                &self.config,
+                &lease_store::load(store, record).unwrap_or_default(),
+                now_ms,
+            );
+            let key_hash = lease_store::key_hash_of(record);
+            let priority = if lease_store::is_critical(record) {
+                CRITICAL
+            } else {
+                "normal"
+            };
             self.stats.lease_fetches += 1;
             work.lease_fetches.push(LeaseFetch {
-                key_hash: key_hash.clone(),
-                body: lease_request_body(&self.config, key_hash, "normal", tokens),
+                body: lease_request_body(&self.config, key_hash, priority, tokens),
+                record: record.clone(),
+                key_hash: key_hash.to_string(),
             });
         }
         work.usage_batch = self.reporter.next_batch(&self.config.proxy_id, now_ms);
@@ -924,8 +971,12 @@ impl Gateway {
     /// Keys due for a re-check, claimed in their records so one VM checks each.
     fn sync_body(&mut self, now_ms: u64, store: &dyn SharedStore) -> Option<Vec<u8>> {
         self.last_sync_ms = now_ms;
-        let mut due = Vec::new();
-        for (key_hash, _) in self
+        let due_in = |rec: &Record| {
+            let holds = rec.lease.as_ref().is_some_and(|l| now_ms < l.expires_at_ms);
+            holds && now_ms.saturating_sub(rec.checked_at_ms) >= RECHECK_AFTER_MS
+        };
+        let mut due: Vec<String> = Vec::new();
+        for (record, _) in self
             .active
             .iter()
             .filter(|(_, seen)| now_ms.saturating_sub(**seen) < IDLE_MS)
@@ -933,17 +984,17 @@ impl Gateway {
             if due.len() >= MAX_SYNC_KEYS {
                 break;
             }
-            let claimed = lease_store::update(store, key_hash, self.vm, now_ms, |rec| {
-                let holds = rec.lease.as_ref().is_some_and(|l| now_ms < l.expires_at_ms);
-                if holds && now_ms.saturating_sub(rec.checked_at_ms) >= RECHECK_AFTER_MS {
+            let claimed = lease_store::update(store, record, self.vm, now_ms, |rec| {
+                if due_in(rec) {
                     rec.checked_at_ms = now_ms;
                     true
                 } else {
                     false
                 }
             });
-            if claimed == Ok(true) {
-                due.push(key_hash.clone());
+            let key_hash = lease_store::key_hash_of(record);
+            if claimed == Ok(true) && !due.iter().any(|h| h == key_hash) {
+                due.push(key_hash.to_string());
             }
         }
         if due.is_empty() {
@@ -979,14 +1030,24 @@ impl Gateway {
                 },
                 _ => continue,
             };
-            let result = lease_store::update(store, &status.key_hash, self.vm, now_ms, |rec| {
+            let revoke = |rec: &mut Record| {
                 rec.lease = None;
                 rec.refusal = Some(CachedRefusal {
                     refusal: refusal.clone(),
                     until_ms: now_ms + REFUSAL_TTL_MS,
                 });
-            });
-            if result.is_err() {
+            };
+            if lease_store::update(store, &status.key_hash, self.vm, now_ms, revoke).is_err() {
+                self.stats.cas_failures += 1;
+            }
+            // A revoked key or a suspended user loses its critical lease too; `exhausted`
+            // speaks of the normal budget only (the critical overdraft is separate).
+            let critical = lease_store::record_id(&status.key_hash, true);
+            let applies = !matches!(refusal, Refusal::InsufficientQuota { .. });
+            if applies
+                && lease_store::load(store, &critical).is_some()
+                && lease_store::update(store, &critical, self.vm, now_ms, revoke).is_err()
+            {
                 self.stats.cas_failures += 1;
             }
         }
@@ -1029,6 +1090,11 @@ impl Gateway {
                 }
             }
         }
+        let active = &self.active;
+        self.key_hashes.retain(|_, hash| {
+            active.contains_key(hash.as_str())
+                || active.contains_key(&lease_store::record_id(hash, true))
+        });
     }
 
     /// Keys this VM tracks (bounded by active users).
@@ -1069,6 +1135,9 @@ fn lease_request_body(config: &Config, key_hash: &str, priority: &str, tokens: u
     };
     serde_json::to_vec(&request).unwrap_or_default()
 }
+
+/// The priority whose requests draw on a separate lease (see [`lease_store::record_id`]).
+const CRITICAL: &str = "critical";
 
 fn parse_priority(value: Option<&str>) -> &'static str {
     match value.map(str::trim) {

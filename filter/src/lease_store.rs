@@ -33,6 +33,35 @@ pub const LOCK_KEY: &str = "alfred/create-lock";
 const FORMAT: u8 = 2;
 const PREFIX: &str = "alfred/u/";
 
+/// Appended to a key hash to name the record of the user's critical-priority lease. The
+/// control plane keeps a separate lease per (user, proxy, class), `critical` or `normal`
+/// (every other priority), so the filter keeps one record per class: a refusal cached for
+/// normal requests never refuses a critical one, and normal requests never spend a
+/// critical lease. A key hash is 64 hex characters, so the two names never collide.
+const CRITICAL_SUFFIX: &str = "/critical";
+
+/// The name of the record a request draws on, which is also how a VM names the record
+/// in its own maps: the key hash itself for the normal class.
+pub fn record_id(key_hash: &str, critical: bool) -> String {
+    let mut id = String::with_capacity(key_hash.len() + CRITICAL_SUFFIX.len());
+    id.push_str(key_hash);
+    if critical {
+        id.push_str(CRITICAL_SUFFIX);
+    }
+    id
+}
+
+/// Whether record `id` holds a critical-priority lease.
+pub fn is_critical(id: &str) -> bool {
+    id.ends_with(CRITICAL_SUFFIX)
+}
+
+/// The key hash record `id` belongs to: what the control plane knows the key by.
+pub fn key_hash_of(id: &str) -> &str {
+    id.strip_suffix(CRITICAL_SUFFIX).unwrap_or(id)
+}
+
+/// The shared-data key of record `id` (see [`record_id`]).
 pub fn record_key(key_hash: &str) -> String {
     let mut k = String::with_capacity(PREFIX.len() + key_hash.len());
     k.push_str(PREFIX);

@@ -571,7 +571,9 @@ fn alfred_headers_travel_in_the_record() {
         ..headers(KEY_A)
     };
     g.on_request_headers(1, h, 0, &s);
-    g.on_lease_answer(&key::hash(KEY_A), granted(1000, 60_000), 0, &s);
+    // A critical request draws on the user's critical lease (its own record).
+    let critical = lease_store::record_id(&key::hash(KEY_A), true);
+    g.on_lease_answer(&critical, granted(1000, 60_000), 0, &s);
     complete(&mut g, &s, 1, CHAT, 1);
     let r = &sent_records(&mut g, &s, 2)[0];
     assert_eq!(
@@ -675,7 +677,7 @@ fn stream_without_include_usage_gets_it_and_the_client_never_sees_the_usage_chun
         panic!("chat requests with a body are inspected")
     };
     assert_eq!(
-        g.on_request_body(1, 10, false, || None, 0, &s),
+        g.on_request_body(1, 10, false, || None, || 0, &s),
         BodyAction::Buffer
     );
     assert_eq!(
@@ -686,7 +688,7 @@ fn stream_without_include_usage_gets_it_and_the_client_never_sees_the_usage_chun
     let BodyAction::Replace {
         body,
         proceed: true,
-    } = g.on_request_body(1, request.len(), true, || Some(request.to_vec()), 1, &s)
+    } = g.on_request_body(1, request.len(), true, || Some(request.to_vec()), || 1, &s)
     else {
         panic!("include_usage must be added")
     };
@@ -733,12 +735,12 @@ fn warm_request_body_is_read_before_forwarding_and_left_alone_when_fine() {
         }
     );
     assert_eq!(
-        g.on_request_body(2, 5, false, || None, 1, &s),
+        g.on_request_body(2, 5, false, || None, || 1, &s),
         BodyAction::Buffer
     );
     let request = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
     assert_eq!(
-        g.on_request_body(2, request.len(), true, || Some(request.to_vec()), 1, &s),
+        g.on_request_body(2, request.len(), true, || Some(request.to_vec()), || 1, &s),
         BodyAction::Continue
     );
     g.on_response_headers(2, 200, Some("text/event-stream"));
@@ -766,7 +768,7 @@ fn body_arriving_before_the_lease_waits_for_it() {
         panic!()
     };
     assert_eq!(
-        g.on_request_body(1, 10, true, || None, 0, &s),
+        g.on_request_body(1, 10, true, || None, || 0, &s),
         BodyAction::Buffer,
         "held until the lease is in"
     );
@@ -775,7 +777,7 @@ fn body_arriving_before_the_lease_waits_for_it() {
         vec![(1, WaiterOutcome::Resume)]
     );
     assert_eq!(
-        g.on_request_body(1, 10, true, || None, 1, &s),
+        g.on_request_body(1, 10, true, || None, || 1, &s),
         BodyAction::Continue
     );
 }
@@ -786,7 +788,7 @@ fn oversized_body_is_413_and_returns_its_reservation() {
     let mut g = gateway(1);
     warm(&mut g, &s, 300);
     g.on_request_headers(2, with_body(KEY_A), 1, &s); // reserves 200 of 300
-    let BodyAction::Respond(reply) = g.on_request_body(2, 33 * 1024 * 1024, false, || None, 1, &s)
+    let BodyAction::Respond(reply) = g.on_request_body(2, 33 * 1024 * 1024, false, || None, || 1, &s)
     else {
         panic!()
     };
@@ -809,7 +811,7 @@ fn privacy_strict_sets_store_false() {
     let BodyAction::Replace {
         body,
         proceed: true,
-    } = g.on_request_body(2, request.len(), true, || Some(request.to_vec()), 1, &s)
+    } = g.on_request_body(2, request.len(), true, || Some(request.to_vec()), || 1, &s)
     else {
         panic!()
     };
@@ -935,4 +937,275 @@ fn cut_stream_with_an_early_usage_report_is_estimated_from_what_was_produced() {
         (r["estimated"].as_bool(), r["total_tokens"].as_u64()),
         (Some(false), Some(86))
     );
+}
+
+// ---- Critical priority: a separate lease per class (normal | critical).
+
+fn critical(key: &str) -> RequestHeaders<'_> {
+    RequestHeaders {
+        priority: Some("critical"),
+        ..headers(key)
+    }
+}
+
+fn exhausted() -> Result<LeaseAnswer, String> {
+    Ok(LeaseAnswer::Exhausted {
+        user_id: 42,
+        budget_scope: "team".into(),
+        period_reset_s: 77,
+    })
+}
+
+fn critical_record(key: &str) -> String {
+    lease_store::record_id(&key::hash(key), true)
+}
+
+#[test]
+fn critical_request_fetches_its_own_lease_after_a_normal_refusal() {
+    let s = store();
+    let mut g = gateway(1);
+    let HeadersOutcome::Wait {
+        fetch: Some(normal), ..
+    } = g.on_request_headers(1, headers(KEY_A), 0, &s)
+    else {
+        panic!("cold user waits")
+    };
+    let outcomes = g.on_lease_answer(&normal.record, exhausted(), 1, &s);
+    assert_eq!(status_of(&outcomes[0].1), Some(429));
+    // The refusal is cached for normal requests ...
+    let HeadersOutcome::Respond(reply) = g.on_request_headers(2, headers(KEY_A), 2, &s) else {
+        panic!("normal requests are refused from the cache")
+    };
+    assert_eq!(reply.status, 429);
+    // ... but a critical request asks for the critical lease, under the real key hash.
+    let HeadersOutcome::Wait {
+        fetch: Some(fetch), ..
+    } = g.on_request_headers(3, critical(KEY_A), 3, &s)
+    else {
+        panic!("a critical request is not refused by the normal refusal")
+    };
+    assert_eq!(fetch.record, critical_record(KEY_A));
+    assert_eq!(fetch.key_hash, key::hash(KEY_A));
+    let body: serde_json::Value = serde_json::from_slice(&fetch.body).unwrap();
+    assert_eq!(
+        (body["key_hash"].as_str(), body["priority"].as_str()),
+        (Some(key::hash(KEY_A).as_str()), Some("critical"))
+    );
+    assert_eq!(
+        g.on_lease_answer(&fetch.record, granted_id("crit", 1000, 60_000), 4, &s),
+        vec![(3, WaiterOutcome::Resume)]
+    );
+    complete(&mut g, &s, 3, CHAT, 5);
+    let records = sent_records(&mut g, &s, 6);
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0]["lease_id"].as_str(), records[0]["priority"].as_str()),
+        (Some("crit"), Some("critical"))
+    );
+    // Warm critical lease: the next critical request goes straight through, while normal
+    // requests are still refused.
+    assert!(matches!(
+        g.on_request_headers(4, critical(KEY_A), 7, &s),
+        HeadersOutcome::Forward { .. }
+    ));
+    assert!(matches!(
+        g.on_request_headers(5, headers(KEY_A), 8, &s),
+        HeadersOutcome::Respond(LocalReply { status: 429, .. })
+    ));
+}
+
+#[test]
+fn normal_requests_never_spend_the_critical_lease() {
+    let s = store();
+    let mut g = gateway(1);
+    let HeadersOutcome::Wait {
+        fetch: Some(fetch), ..
+    } = g.on_request_headers(1, critical(KEY_A), 0, &s)
+    else {
+        panic!()
+    };
+    g.on_lease_answer(&fetch.record, granted_id("crit", 1000, 60_000), 1, &s);
+    complete(&mut g, &s, 1, CHAT, 2);
+    let critical_consumed = || {
+        lease_store::load(&s, &critical_record(KEY_A))
+            .unwrap()
+            .lease
+            .unwrap()
+            .consumed
+    };
+    assert_eq!(critical_consumed(), 29);
+    // The critical lease has room, yet a normal request needs a normal lease.
+    let HeadersOutcome::Wait {
+        fetch: Some(normal), ..
+    } = g.on_request_headers(2, headers(KEY_A), 3, &s)
+    else {
+        panic!("a normal request must not draw on the critical lease")
+    };
+    assert_eq!(normal.record, key::hash(KEY_A));
+    let body: serde_json::Value = serde_json::from_slice(&normal.body).unwrap();
+    assert_eq!(body["priority"], "normal");
+    let outcomes = g.on_lease_answer(&normal.record, exhausted(), 4, &s);
+    assert_eq!(status_of(&outcomes[0].1), Some(429));
+    assert!(matches!(
+        g.on_request_headers(3, headers(KEY_A), 5, &s),
+        HeadersOutcome::Respond(LocalReply { status: 429, .. })
+    ));
+    assert_eq!(critical_consumed(), 29, "untouched by normal requests");
+    assert!(lease_store::load(&s, &critical_record(KEY_A))
+        .unwrap()
+        .refusal
+        .is_none());
+}
+
+#[test]
+fn lease_fetches_are_single_flight_per_class() {
+    let s = store();
+    let (mut g1, mut g2) = (gateway(1), gateway(2));
+    let HeadersOutcome::Wait {
+        fetch: Some(crit), ..
+    } = g1.on_request_headers(1, critical(KEY_A), 0, &s)
+    else {
+        panic!()
+    };
+    // Another critical request, on another VM: it waits for g1's critical fetch.
+    assert!(matches!(
+        g2.on_request_headers(1, critical(KEY_A), 1, &s),
+        HeadersOutcome::Wait { fetch: None, .. }
+    ));
+    // A normal request of the same user is not held up by the critical fetch: it sends
+    // its own, once, for both VMs.
+    let HeadersOutcome::Wait {
+        fetch: Some(normal),
+        ..
+    } = g2.on_request_headers(2, headers(KEY_A), 2, &s)
+    else {
+        panic!("the normal class has its own flight")
+    };
+    assert_eq!(normal.record, key::hash(KEY_A));
+    assert!(matches!(
+        g1.on_request_headers(3, headers(KEY_A), 3, &s),
+        HeadersOutcome::Wait { fetch: None, .. }
+    ));
+    assert!(matches!(
+        g1.on_request_headers(4, critical(KEY_A), 3, &s),
+        HeadersOutcome::Wait { fetch: None, .. }
+    ));
+    assert_eq!(g1.stats.lease_fetches + g2.stats.lease_fetches, 2);
+    // The critical answer resumes the critical waiters only.
+    assert_eq!(
+        g1.on_lease_answer(&crit.record, granted_id("crit", 1000, 60_000), 4, &s),
+        vec![(1, WaiterOutcome::Resume), (4, WaiterOutcome::Resume)]
+    );
+    assert_eq!(
+        *s.notified.borrow(),
+        vec![(g2.vm_id(), critical_record(KEY_A))]
+    );
+    assert_eq!(
+        g2.on_notified(&critical_record(KEY_A), 5, &s),
+        vec![(1, WaiterOutcome::Resume)]
+    );
+    assert!(g2.waiters.contains_key(&key::hash(KEY_A)), "still waiting");
+    assert_eq!(
+        g2.on_lease_answer(&normal.record, granted_id("norm", 1000, 60_000), 6, &s),
+        vec![(2, WaiterOutcome::Resume)]
+    );
+    assert_eq!(
+        g1.on_notified(&key::hash(KEY_A), 7, &s),
+        vec![(3, WaiterOutcome::Resume)]
+    );
+}
+
+#[test]
+fn renewal_of_the_critical_lease_asks_as_critical() {
+    let s = store();
+    let mut g = gateway(1);
+    g.on_request_headers(1, critical(KEY_A), 0, &s);
+    g.on_lease_answer(&critical_record(KEY_A), granted_id("crit", 1000, 60_000), 0, &s);
+    // Three more requests of 200 reserved each: below the low-water mark (a quarter).
+    for ctx in 2..=4 {
+        assert!(matches!(
+            g.on_request_headers(ctx, critical(KEY_A), 1, &s),
+            HeadersOutcome::Forward { .. }
+        ));
+    }
+    let work = g.on_tick(99, 2, &s);
+    assert_eq!(work.lease_fetches.len(), 1);
+    let renewal = &work.lease_fetches[0];
+    assert_eq!(renewal.record, critical_record(KEY_A));
+    let body: serde_json::Value = serde_json::from_slice(&renewal.body).unwrap();
+    assert_eq!(
+        (body["key_hash"].as_str(), body["priority"].as_str()),
+        (Some(key::hash(KEY_A).as_str()), Some("critical"))
+    );
+}
+
+#[test]
+fn revocation_reaches_both_classes_but_exhaustion_only_the_normal_one() {
+    let s = store();
+    let mut g = gateway(1);
+    for (ctx, h) in [(1, headers(KEY_A)), (2, critical(KEY_A)), (3, headers(KEY_B))] {
+        g.on_request_headers(ctx, h, 0, &s);
+    }
+    g.on_lease_answer(&key::hash(KEY_A), granted_id("norm", 100_000, 60_000), 0, &s);
+    g.on_lease_answer(&critical_record(KEY_A), granted_id("crit", 100_000, 60_000), 0, &s);
+    g.on_lease_answer(&key::hash(KEY_B), granted_id("b", 100_000, 60_000), 0, &s);
+    for ctx in 1..=3 {
+        complete(&mut g, &s, ctx, CHAT, 1);
+    }
+    let _ = g.on_tick(1, 1, &s);
+    g.on_usage_answer(Some(200), 1);
+    let now = RECHECK_AFTER_MS + SYNC_EVERY_MS;
+    let sync = g.on_tick(1, now, &s).sync.expect("due");
+    let v: serde_json::Value = serde_json::from_slice(&sync).unwrap();
+    let mut hashes: Vec<&str> = v["key_hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    hashes.sort_unstable();
+    let mut expected = vec![key::hash(KEY_A), key::hash(KEY_B)];
+    expected.sort_unstable();
+    assert_eq!(hashes, expected, "real key hashes, each once");
+    let answer = SyncAnswer::parse(
+        format!(
+            r#"{{"keys":[{{"key_hash":"{}","decision":"invalid_key"}},
+                         {{"key_hash":"{}","decision":"exhausted","budget_scope":"team"}}]}}"#,
+            key::hash(KEY_A),
+            key::hash(KEY_B)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    g.on_sync_answer(Some(answer), now + 1, &s);
+    for h in [headers(KEY_A), critical(KEY_A)] {
+        assert!(matches!(
+            g.on_request_headers(10, h, now + 2, &s),
+            HeadersOutcome::Respond(LocalReply { status: 401, .. })
+        ));
+    }
+    // KEY_B is out of normal quota; a critical request may still ask for the overdraft.
+    assert!(matches!(
+        g.on_request_headers(11, headers(KEY_B), now + 3, &s),
+        HeadersOutcome::Respond(LocalReply { status: 429, .. })
+    ));
+    assert!(matches!(
+        g.on_request_headers(12, critical(KEY_B), now + 4, &s),
+        HeadersOutcome::Wait { fetch: Some(_), .. }
+    ));
+}
+
+#[test]
+fn key_hashes_are_cached_while_in_use_and_swept_with_their_records() {
+    let s = store();
+    let mut g = gateway(1);
+    warm(&mut g, &s, 100_000);
+    assert_eq!(g.key_hashes.get(KEY_A), Some(&key::hash(KEY_A)));
+    g.on_request_headers(1, critical(KEY_B), 0, &s);
+    assert_eq!(g.key_hashes.len(), 2);
+    // A fetch answered, nothing in flight: both keys go idle and leave the cache.
+    g.on_lease_answer(&critical_record(KEY_B), exhausted(), 1, &s);
+    g.sweep(1 + IDLE_MS, &s);
+    assert!(g.key_hashes.is_empty());
+    assert_eq!(g.tracked_keys(), 0);
 }
