@@ -184,11 +184,16 @@ async fn maintenance_loop(state: AppState) {
             .run(move |conn| Ok(crate::maintenance::run(conn, now, &rules, with_idle)?))
             .await;
         match result {
-            Ok(done) if done != crate::maintenance::Round::default() => {
-                tracing::debug!(?done, "maintenance round");
+            Ok(done) => {
+                state.metrics.maintenance(&done);
+                if done != crate::maintenance::Round::default() {
+                    tracing::debug!(?done, "maintenance round");
+                }
             }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "maintenance round failed; retrying next second"),
+            Err(error) => {
+                state.metrics.maintenance_failed();
+                tracing::warn!(%error, "maintenance round failed; retrying next second");
+            }
         }
     }
 }

@@ -430,7 +430,11 @@ mod tests {
         let names: Vec<_> = err.problems.iter().map(|(name, _)| *name).collect();
         assert_eq!(
             names,
-            ["SESSION_SECRET", "SESSION_TTL_SECONDS", "SESSION_COOKIE_SECURE"]
+            [
+                "SESSION_SECRET",
+                "SESSION_TTL_SECONDS",
+                "SESSION_COOKIE_SECURE"
+            ]
         );
         assert!(!err.to_string().contains("too-short"));
     }

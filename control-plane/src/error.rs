@@ -32,6 +32,8 @@ pub enum Error {
         code: &'static str,
         /// What is wrong.
         message: String,
+        /// The input it is about, if one.
+        field: Option<&'static str>,
     },
     /// The caller's role does not allow this (403).
     #[error("{0}")]
@@ -81,6 +83,20 @@ impl Error {
         Self::Conflict {
             code,
             message: message.into(),
+            field: None,
+        }
+    }
+
+    /// A [`Error::Conflict`] about one input field (e.g. a taken name).
+    pub fn conflict_on(
+        field: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+            field: Some(field),
         }
     }
 }

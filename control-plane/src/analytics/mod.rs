@@ -242,7 +242,10 @@ impl Dialect {
             // diesel stores SQLite timestamps as `YYYY-MM-DD HH:MM:SS[.f]` text.
             Self::Sqlite => ("substr(created_at, 1, 10)", "substr(created_at, 1, 10)"),
             // Group by the cheap cast; format once per group, not once per record.
-            Self::Postgres => ("created_at::date", "to_char(created_at::date, 'YYYY-MM-DD')"),
+            Self::Postgres => (
+                "created_at::date",
+                "to_char(created_at::date, 'YYYY-MM-DD')",
+            ),
         }
     }
 
@@ -404,8 +407,14 @@ mod tests {
             Error::Invalid { field, .. } => field,
             other => panic!("unexpected {other:?}"),
         };
-        assert_eq!(field(DayRange::parse(Some("yesterday"), None, today).unwrap_err()), "from");
-        assert_eq!(field(DayRange::parse(None, Some("2026-13-01"), today).unwrap_err()), "to");
+        assert_eq!(
+            field(DayRange::parse(Some("yesterday"), None, today).unwrap_err()),
+            "from"
+        );
+        assert_eq!(
+            field(DayRange::parse(None, Some("2026-13-01"), today).unwrap_err()),
+            "to"
+        );
         assert_eq!(
             field(DayRange::parse(Some("2026-12-01"), Some("2026-11-01"), today).unwrap_err()),
             "from"

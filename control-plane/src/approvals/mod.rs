@@ -140,14 +140,6 @@ pub fn decide(
     note: Option<String>,
     rules: &QuotaRules,
 ) -> Result<QuotaRequest> {
-    if let Some(note) = &note {
-        if note.chars().count() > MAX_REASON_CHARS {
-            return Err(Error::invalid(
-                "note",
-                format!("must be at most {MAX_REASON_CHARS} characters"),
-            ));
-        }
-    }
     retry_on_conflict(|| {
         write_transaction(&mut *conn, |conn| {
             let request = get(conn, id)?;
@@ -158,6 +150,14 @@ pub fn decide(
             }
             if actor.id == request.user_id {
                 return Err(Error::Forbidden("you cannot decide your own request"));
+            }
+            if let Some(note) = &note {
+                if note.chars().count() > MAX_REASON_CHARS {
+                    return Err(Error::invalid(
+                        "note",
+                        format!("must be at most {MAX_REASON_CHARS} characters"),
+                    ));
+                }
             }
             lock_user(conn, request.user_id)?;
             let request = get(conn, id)?;

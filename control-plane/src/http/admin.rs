@@ -93,11 +93,12 @@ pub async fn user_usage(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let query: UsageQuery = decode_query(req.query_string())?;
-    let limit = limit(query.limit, 100, 1000)?;
+    let raw_query = req.query_string().to_owned();
     let raw_id = path.into_inner();
     let body = state
         .as_caller(&req, Require::Admin, move |conn, _| {
+            let query: UsageQuery = decode_query(&raw_query)?;
+            let limit = limit(query.limit, 100, 1000)?;
             let id = path_id(&raw_id, "user")?;
             users::get_user(conn, id)?;
             let records = usage::recent_records(conn, id, limit)?;
@@ -117,11 +118,12 @@ pub async fn user_ledger(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let query: UsageQuery = decode_query(req.query_string())?;
-    let limit = limit(query.limit, 100, 1000)?;
+    let raw_query = req.query_string().to_owned();
     let raw_id = path.into_inner();
     let body = state
         .as_caller(&req, Require::Admin, move |conn, _| {
+            let query: UsageQuery = decode_query(&raw_query)?;
+            let limit = limit(query.limit, 100, 1000)?;
             let id = path_id(&raw_id, "user")?;
             users::get_user_any(conn, id)?;
             Ok(ledger::movements_for_user(conn, id, limit)?

@@ -156,22 +156,34 @@ fn usd(nano: i64) -> f64 {
 }
 
 /// `GET /v1/admin/analytics/usage`.
-pub async fn org_usage(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn org_usage(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     usage(state, req, Audience::Organisation).await
 }
 
 /// `GET /v1/users/me/analytics/usage`.
-pub async fn my_usage(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn my_usage(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     usage(state, req, Audience::Me).await
 }
 
 /// `GET /v1/admin/analytics/summary`.
-pub async fn org_summary(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn org_summary(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     summary(state, req, Audience::Organisation).await
 }
 
 /// `GET /v1/users/me/analytics/summary`.
-pub async fn my_summary(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn my_summary(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     summary(state, req, Audience::Me).await
 }
 
@@ -224,7 +236,10 @@ async fn summary(
                 Audience::Organisation => params.user_id()?,
                 Audience::Me => Some(caller.id),
             };
-            Ok(SummaryBody::new(range, analytics::summary(conn, range, user)?))
+            Ok(SummaryBody::new(
+                range,
+                analytics::summary(conn, range, user)?,
+            ))
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))

@@ -7,10 +7,11 @@ use super::auth::Require;
 use super::error::ApiError;
 use super::json::decode;
 use super::query::{decode_query, limit, path_id};
-use super::transfers::members_of_administered;
+use super::transfers::{may_decide, members_of_administered};
 use super::wire::{DecisionBody, QuotaRequestBody, QuotaRequestView, RequestQuery};
 use super::AppState;
 use crate::approvals::{self, RequestFilter};
+use crate::teams;
 
 fn status_filter(raw: Option<String>) -> Result<Option<String>, ApiError> {
     match raw.as_deref() {
@@ -50,17 +51,17 @@ pub async fn create(
 
 /// `GET /v1/users/me/quota-requests?status=&limit=`.
 pub async fn mine(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let query: RequestQuery = decode_query(req.query_string())?;
+    let raw_query = req.query_string().to_owned();
     let now = state.clock.now();
-    let mut filter = RequestFilter {
-        user_id: None,
-        among: None,
-        status: status_filter(query.status)?,
-        limit: limit(query.limit, 100, 1000)?,
-    };
     let list = state
         .as_caller(&req, Require::User, move |conn, user| {
-            filter.user_id = Some(user.id);
+            let query: RequestQuery = decode_query(&raw_query)?;
+            let filter = RequestFilter {
+                user_id: Some(user.id),
+                among: None,
+                status: status_filter(query.status)?,
+                limit: limit(query.limit, 100, 1000)?,
+            };
             Ok(approvals::list(conn, now, &filter)?
                 .into_iter()
                 .map(QuotaRequestView::from)
@@ -76,19 +77,22 @@ pub async fn admin_list(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query: RequestQuery = decode_query(req.query_string())?;
+    let raw_query = req.query_string().to_owned();
     let now = state.clock.now();
-    let mut filter = RequestFilter {
-        user_id: query.user_id,
-        among: None,
-        status: status_filter(query.status)?,
-        limit: limit(query.limit, 100, 1000)?,
-    };
     let list = state
         .as_caller(&req, Require::User, move |conn, caller| {
-            if !caller.is_admin {
-                filter.among = Some(members_of_administered(conn, &caller)?);
-            }
+            let among = if caller.is_admin {
+                None
+            } else {
+                Some(members_of_administered(conn, &caller)?)
+            };
+            let query: RequestQuery = decode_query(&raw_query)?;
+            let filter = RequestFilter {
+                user_id: query.user_id,
+                among,
+                status: status_filter(query.status)?,
+                limit: limit(query.limit, 100, 1000)?,
+            };
             Ok(approvals::list(conn, now, &filter)?
                 .into_iter()
                 .map(QuotaRequestView::from)
@@ -129,7 +133,14 @@ async fn decide(
     let rules = state.rules();
     let view = state
         .as_caller(&req, Require::User, move |conn, caller| {
+            may_decide(conn, &caller)?;
             let id = path_id(&raw, "quota request")?;
+            let requester = approvals::get(conn, id)?.user_id;
+            if !caller.is_admin && !teams::administers_member(conn, caller.id, requester)? {
+                return Err(ApiError::NotAllowed(
+                    "only an admin or a team admin of the requester may decide this request",
+                ));
+            }
             let body: DecisionBody = if body.is_empty() {
                 DecisionBody::default()
             } else {

@@ -12,17 +12,18 @@ use crate::{audit, ledger};
 /// `GET /v1/admin/audit?action=&actor_id=&from=&to=&limit=`, newest first. An
 /// `action` ending in `.` matches a prefix (`transfer.`).
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let query: AuditQuery = decode_query(req.query_string())?;
-    let (from, to) = parse_range(query.from.as_deref(), query.to.as_deref())?;
-    let filter = audit::AuditFilter {
-        action: query.action,
-        actor_id: query.actor_id,
-        from,
-        to,
-        limit: limit(query.limit, 100, 1000)?,
-    };
+    let raw_query = req.query_string().to_owned();
     let list = state
         .as_caller(&req, Require::Admin, move |conn, _| {
+            let query: AuditQuery = decode_query(&raw_query)?;
+            let (from, to) = parse_range(query.from.as_deref(), query.to.as_deref())?;
+            let filter = audit::AuditFilter {
+                action: query.action,
+                actor_id: query.actor_id,
+                from,
+                to,
+                limit: limit(query.limit, 100, 1000)?,
+            };
             Ok(audit::list(conn, &filter)?
                 .into_iter()
                 .map(AuditView::from)

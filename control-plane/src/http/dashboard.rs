@@ -176,7 +176,10 @@ mod tests {
 
     #[test]
     fn paths_cannot_leave_the_directory() {
-        assert_eq!(safe_relative("assets/app-1a2b.js"), Some(PathBuf::from("assets/app-1a2b.js")));
+        assert_eq!(
+            safe_relative("assets/app-1a2b.js"),
+            Some(PathBuf::from("assets/app-1a2b.js"))
+        );
         assert_eq!(safe_relative(""), Some(PathBuf::new()));
         assert_eq!(safe_relative("users/12"), Some(PathBuf::from("users/12")));
         assert_eq!(safe_relative("../secret"), None);
@@ -188,9 +191,15 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(content_type(Path::new("a.JS")), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type(Path::new("a.JS")),
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(content_type(Path::new("a.css")), "text/css; charset=utf-8");
-        assert_eq!(content_type(Path::new("index.html")), "text/html; charset=utf-8");
+        assert_eq!(
+            content_type(Path::new("index.html")),
+            "text/html; charset=utf-8"
+        );
         assert_eq!(content_type(Path::new("x.bin")), "application/octet-stream");
     }
 }

@@ -54,6 +54,8 @@ pub enum ApiError {
         message: String,
         /// Machine-readable reason.
         code: &'static str,
+        /// The input it is about, if one.
+        field: Option<&'static str>,
     },
     /// The caller's role does not allow this (403), with the reason.
     #[error("{0}")]
@@ -98,7 +100,7 @@ impl ApiError {
             Self::UserSuspended => ("permission_error", "user_suspended", None),
             Self::Forbidden => ("permission_error", "forbidden", None),
             Self::NotAllowed(_) => ("permission_error", "forbidden", None),
-            Self::Conflict { code, .. } => ("invalid_request_error", code, None),
+            Self::Conflict { code, field, .. } => ("invalid_request_error", code, *field),
             Self::NotFound(_) => ("not_found_error", "not_found", None),
             Self::EmailTaken => ("invalid_request_error", "email_taken", Some("email")),
             Self::Unavailable => ("server_error", "database_unavailable", None),
@@ -152,7 +154,15 @@ impl From<Error> for ApiError {
                 field: Some(field.to_owned()),
                 code,
             },
-            Error::Conflict { code, message } => Self::Conflict { message, code },
+            Error::Conflict {
+                code,
+                message,
+                field,
+            } => Self::Conflict {
+                message,
+                code,
+                field,
+            },
             Error::Forbidden(why) => Self::NotAllowed(why),
             Error::Invariant(why) => {
                 tracing::error!(invariant = %why, "ledger invariant refused a write");

@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::auth::check_filter_token;
 use super::error::ApiError;
 use super::json::decode;
+use super::metrics::GrantOutcome;
 use super::wire::{
     IngestBody, LeaseDecisionBody, LeaseRequestBody, SyncAnswerBody, SyncRequestBody, UsageBody,
 };
@@ -28,6 +29,12 @@ pub async fn grant_lease(
     let decision = state
         .run(move |conn| Ok(leases::grant(conn, now, policy, request)?))
         .await?;
+    state.metrics.grant(match &decision {
+        leases::LeaseDecision::Granted { .. } => GrantOutcome::Granted,
+        leases::LeaseDecision::Exhausted { .. } => GrantOutcome::Exhausted,
+        leases::LeaseDecision::InvalidKey => GrantOutcome::InvalidKey,
+        leases::LeaseDecision::Suspended { .. } => GrantOutcome::Suspended,
+    });
     Ok(HttpResponse::Ok().json(LeaseDecisionBody::from(decision)))
 }
 
@@ -49,6 +56,7 @@ pub async fn report_usage(
             tracing::error!(error = %e, "blocking task failed");
             ApiError::Internal
         })??;
+    state.metrics.usage(outcome.applied, outcome.duplicates);
     tracing::debug!(
         records,
         applied = outcome.applied,

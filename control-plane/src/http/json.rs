@@ -14,6 +14,15 @@ use super::error::ApiError;
 /// path tracking, to name the field (tracking costs on every value of a large usage
 /// batch, and well-formed batches are the norm).
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Every request body is a JSON object; serde would also read a struct from an
+    // array of its fields in order (`[]` for a struct of optional fields).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::Unprocessable {
+            message: "invalid type: expected a JSON object, got an array".into(),
+            field: None,
+            code: "invalid_type",
+        });
+    }
     if let Ok(value) = serde_json::from_slice(body) {
         return Ok(value);
     }

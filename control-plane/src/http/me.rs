@@ -68,11 +68,12 @@ pub async fn notifications(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query: NotificationQuery = decode_query(req.query_string())?;
-    let limit = limit(query.limit, 50, 500)?;
-    let unread = query.unread.unwrap_or(false);
+    let raw_query = req.query_string().to_owned();
     let list = state
         .as_caller(&req, Require::User, move |conn, user| {
+            let query: NotificationQuery = decode_query(&raw_query)?;
+            let limit = limit(query.limit, 50, 500)?;
+            let unread = query.unread.unwrap_or(false);
             Ok(notifications::list(conn, user.id, unread, limit)?
                 .into_iter()
                 .map(NotificationView::from)
@@ -90,13 +91,13 @@ pub async fn mark_read(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
-    let body: MarkReadBody = if body.is_empty() {
-        MarkReadBody::default()
-    } else {
-        decode(&body)?
-    };
     let marked = state
         .as_caller(&req, Require::User, move |conn, user| {
+            let body: MarkReadBody = if body.is_empty() {
+                MarkReadBody::default()
+            } else {
+                decode(&body)?
+            };
             Ok(notifications::mark_read(
                 conn,
                 now,

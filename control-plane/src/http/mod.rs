@@ -12,6 +12,7 @@ mod health;
 mod internal;
 pub mod json;
 mod me;
+pub mod metrics;
 mod openapi;
 pub mod query;
 pub mod session;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub prices: Arc<PriceCatalog>,
     /// Group commit of usage batches.
     pub ingest_queue: Arc<IngestQueue>,
+    /// Counters served at `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
     /// Signs and checks dashboard session tokens.
     pub sessions: Arc<SessionKeys>,
     /// Whether the session cookie is `Secure` (`SESSION_COOKIE_SECURE`).
@@ -79,6 +82,7 @@ impl AppState {
             default_personal_quota: config.default_personal_quota,
             prices: Arc::new(PriceCatalog::builtin()),
             // SQLite has one writer anyway; PostgreSQL overlaps two rounds.
+            metrics: Arc::new(metrics::Metrics::default()),
             ingest_queue: Arc::new(IngestQueue::new(match config.database_url {
                 DatabaseUrl::Postgres(_) => 2,
                 DatabaseUrl::SqliteFile(_) | DatabaseUrl::SqliteMemory => 1,
@@ -171,6 +175,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
         .service(
             web::resource("/v1/admin/users")
                 .route(web::post().to(admin::create_user))
@@ -266,10 +271,22 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/auth/login", web::post().to(session::login))
         .route("/v1/auth/logout", web::post().to(session::logout))
         .route("/v1/auth/session", web::get().to(session::session))
-        .route("/v1/admin/analytics/usage", web::get().to(analytics::org_usage))
-        .route("/v1/admin/analytics/summary", web::get().to(analytics::org_summary))
-        .route("/v1/users/me/analytics/usage", web::get().to(analytics::my_usage))
-        .route("/v1/users/me/analytics/summary", web::get().to(analytics::my_summary))
+        .route(
+            "/v1/admin/analytics/usage",
+            web::get().to(analytics::org_usage),
+        )
+        .route(
+            "/v1/admin/analytics/summary",
+            web::get().to(analytics::org_summary),
+        )
+        .route(
+            "/v1/users/me/analytics/usage",
+            web::get().to(analytics::my_usage),
+        )
+        .route(
+            "/v1/users/me/analytics/summary",
+            web::get().to(analytics::my_summary),
+        )
         .route("/static", web::get().to(dashboard::redirect_to_slash))
         .route("/static/{path:.*}", web::get().to(dashboard::serve));
 }

@@ -37,7 +37,10 @@ pub async fn attach_session(
     let header = HeaderName::from_static(SESSION_IDENTITY_HEADER);
     req.headers_mut().remove(&header);
     if !has_key_header(req.headers()) {
-        let identity = match (req.cookie(SESSION_COOKIE), req.app_data::<web::Data<AppState>>()) {
+        let identity = match (
+            req.cookie(SESSION_COOKIE),
+            req.app_data::<web::Data<AppState>>(),
+        ) {
             (Some(cookie), Some(state)) => {
                 match state.sessions.verify(cookie.value(), state.clock.now()) {
                     Ok(identity) => Some(identity),
@@ -147,7 +150,10 @@ pub async fn logout(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /v1/auth/session`: the caller (session or key), 401 when there is none.
-pub async fn session(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let key = presented_key(req.headers());
     let user = state
         .run(move |conn| authorize(conn, key.as_deref(), Require::User))

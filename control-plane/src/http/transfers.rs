@@ -100,16 +100,18 @@ fn wants_csv(query: &TransferQuery) -> Result<bool, ApiError> {
 /// `GET /v1/users/me/transfers?from=&to=&min_amount=&max_amount=&status=&limit=&format=`:
 /// the caller's transfers, sent and received.
 pub async fn mine(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let query: TransferQuery = decode_query(req.query_string())?;
-    let csv = wants_csv(&query)?;
-    let mut filter = filter_from(&query)?;
-    let rows = state
+    let raw_query = req.query_string().to_owned();
+    let (rows, csv) = state
         .as_caller(&req, Require::User, move |conn, user| {
+            let query: TransferQuery = decode_query(&raw_query)?;
+            let csv = wants_csv(&query)?;
+            let mut filter = filter_from(&query)?;
             filter.user_id = Some(user.id);
-            Ok(transfers::list(conn, &filter)?
+            let rows = transfers::list(conn, &filter)?
                 .into_iter()
                 .map(TransferView::from)
-                .collect::<Vec<_>>())
+                .collect::<Vec<_>>();
+            Ok((rows, csv))
         })
         .await?;
     Ok(respond(rows, csv))
@@ -121,21 +123,36 @@ pub async fn admin_list(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query: TransferQuery = decode_query(req.query_string())?;
-    let csv = wants_csv(&query)?;
-    let mut filter = filter_from(&query)?;
-    let rows = state
+    let raw_query = req.query_string().to_owned();
+    let (rows, csv) = state
         .as_caller(&req, Require::User, move |conn, caller| {
-            if !caller.is_admin {
-                filter.among = Some(members_of_administered(conn, &caller)?);
-            }
-            Ok(transfers::list(conn, &filter)?
+            let among = if caller.is_admin {
+                None
+            } else {
+                Some(members_of_administered(conn, &caller)?)
+            };
+            let query: TransferQuery = decode_query(&raw_query)?;
+            let csv = wants_csv(&query)?;
+            let mut filter = filter_from(&query)?;
+            filter.among = among;
+            let rows = transfers::list(conn, &filter)?
                 .into_iter()
                 .map(TransferView::from)
-                .collect::<Vec<_>>())
+                .collect::<Vec<_>>();
+            Ok((rows, csv))
         })
         .await?;
     Ok(respond(rows, csv))
+}
+
+/// Admins and team admins decide approvals; anyone else is refused before the id or
+/// the body is even looked at.
+pub(super) fn may_decide(conn: &mut DbConnection, caller: &User) -> Result<(), ApiError> {
+    if caller.is_admin || !teams::administered_by(conn, caller.id)?.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::NotAllowed("admins and team admins only"))
+    }
 }
 
 /// The members of every team `caller` administers; 403 when none.
@@ -238,28 +255,24 @@ async fn decide(
     let rules = state.rules();
     let view = state
         .as_caller(&req, Require::User, move |conn, caller| {
+            may_decide(conn, &caller)?;
             let id = path_id(&raw, "transfer")?;
+            let sender = transfers::get(conn, id)?.sender_id;
+            if !caller.is_admin && !teams::administers_member(conn, caller.id, sender)? {
+                return Err(ApiError::NotAllowed(
+                    "only an admin or a team admin of the sender may decide this transfer",
+                ));
+            }
             let body: DecisionBody = if body.is_empty() {
                 DecisionBody::default()
             } else {
                 decode(&body)?
             };
             let transfer = transfers::decide(conn, now, id, &caller, approve, body.note, &rules)?;
-            let mut listed = transfers::list(
+            Ok(TransferView::from(transfers::get_with_emails(
                 conn,
-                &TransferFilter {
-                    limit: 1,
-                    from: Some(transfer.created_at),
-                    to: Some(transfer.created_at + chrono::TimeDelta::seconds(1)),
-                    user_id: Some(transfer.sender_id),
-                    ..TransferFilter::default()
-                },
-            )?;
-            listed.retain(|(t, _, _)| t.id == transfer.id);
-            Ok(listed.pop().map_or_else(
-                || TransferView::from((transfer, String::new(), String::new())),
-                TransferView::from,
-            ))
+                transfer.id,
+            )?))
         })
         .await?;
     Ok(HttpResponse::Ok().json(view))

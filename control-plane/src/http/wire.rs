@@ -16,6 +16,16 @@ use crate::transfers::Transfer;
 use crate::usage::{IngestOutcome, Privacy, UsageBatch, UsageRecord, UsageReport};
 use crate::users::{CreatedUser, UpdateUser, User};
 
+/// An optional request field: absent means "not given", but an explicit `null` is
+/// refused (422 naming the field) rather than read as absent.
+fn non_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// RFC 3339 in UTC with a `Z`, e.g. `2026-11-30T00:00:00Z`.
 pub fn rfc3339(at: NaiveDateTime) -> String {
     at.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -32,10 +42,10 @@ pub struct CreateUserBody {
     /// Display name.
     pub name: String,
     /// Tokens per period; `DEFAULT_PERSONAL_QUOTA` when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub personal_quota: Option<i64>,
     /// Admin flag, false when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub is_admin: Option<bool>,
 }
 
@@ -44,22 +54,22 @@ pub struct CreateUserBody {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserBody {
     /// New unique email.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub email: Option<String>,
     /// New display name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub name: Option<String>,
     /// New tokens per period.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub personal_quota: Option<i64>,
     /// `active`, `on_vacation` or `suspended`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub status: Option<String>,
     /// New admin flag.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub is_admin: Option<bool>,
     /// Whether critical requests may overdraw.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub overdraft_enabled: Option<bool>,
 }
 
@@ -629,10 +639,10 @@ pub struct CreateTeamBody {
     /// Unique name.
     pub name: String,
     /// Free text.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub description: Option<String>,
     /// Tokens per period; `DEFAULT_TEAM_POOL` when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub common_pool: Option<i64>,
 }
 
@@ -641,11 +651,11 @@ pub struct CreateTeamBody {
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct UpdateTeamBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub common_pool: Option<i64>,
 }
 
@@ -819,7 +829,7 @@ pub struct TransferQuery {
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
     /// A note for the requester.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub note: Option<String>,
 }
 
@@ -924,7 +934,7 @@ pub struct NotificationQuery {
 #[serde(deny_unknown_fields)]
 pub struct MarkReadBody {
     /// Ids to mark read.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     pub ids: Option<Vec<i64>>,
 }
 

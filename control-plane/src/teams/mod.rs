@@ -76,9 +76,11 @@ fn validate_pool(pool: i64) -> Result<()> {
 
 fn name_taken(error: DieselError) -> Error {
     match error {
-        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-            Error::conflict("team_name_taken", "a team with this name already exists")
-        }
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Error::conflict_on(
+            "name",
+            "team_name_taken",
+            "a team with this name already exists",
+        ),
         other => Error::Database(other),
     }
 }
@@ -93,7 +95,8 @@ fn ensure_name_free(conn: &mut DbConnection, name: &str, except: Option<i64>) ->
     }
     let taken: i64 = query.count().get_result(conn)?;
     if taken > 0 {
-        return Err(Error::conflict(
+        return Err(Error::conflict_on(
+            "name",
             "team_name_taken",
             "a team with this name already exists",
         ));

@@ -263,14 +263,6 @@ pub fn decide(
     note: Option<String>,
     rules: &QuotaRules,
 ) -> Result<Transfer> {
-    if let Some(note) = &note {
-        if note.chars().count() > MAX_REASON_CHARS {
-            return Err(Error::invalid(
-                "note",
-                format!("must be at most {MAX_REASON_CHARS} characters"),
-            ));
-        }
-    }
     retry_on_conflict(|| {
         write_transaction(&mut *conn, |conn| {
             let transfer = get(conn, id)?;
@@ -281,6 +273,17 @@ pub fn decide(
             }
             if actor.id == transfer.sender_id {
                 return Err(Error::Forbidden("you cannot decide your own transfer"));
+            }
+            if actor.id == transfer.recipient_id {
+                return Err(Error::Forbidden("you cannot decide a transfer to yourself"));
+            }
+            if let Some(note) = &note {
+                if note.chars().count() > MAX_REASON_CHARS {
+                    return Err(Error::invalid(
+                        "note",
+                        format!("must be at most {MAX_REASON_CHARS} characters"),
+                    ));
+                }
             }
             let (first, second) = if transfer.sender_id < transfer.recipient_id {
                 (transfer.sender_id, transfer.recipient_id)
@@ -480,6 +483,14 @@ pub fn get(conn: &mut DbConnection, id: i64) -> Result<Transfer> {
         .first(conn)
         .optional()?
         .ok_or(Error::NotFound("transfer"))
+}
+
+/// One transfer with its sender's and recipient's emails.
+pub fn get_with_emails(conn: &mut DbConnection, id: i64) -> Result<(Transfer, String, String)> {
+    let transfer = get(conn, id)?;
+    let sender = crate::users::get_user_any(conn, transfer.sender_id)?.email;
+    let recipient = crate::users::get_user_any(conn, transfer.recipient_id)?.email;
+    Ok((transfer, sender, recipient))
 }
 
 /// Which transfers to list.

@@ -169,6 +169,7 @@ pub fn find_by_key_hash(conn: &mut DbConnection, key_hash: &str) -> Result<Optio
         .inner_join(users::table)
         .filter(api_keys::key_hash.eq(key_hash))
         .filter(api_keys::revoked_at.is_null())
+        .filter(users::deleted_at.is_null())
         .select(User::as_select())
         .first(conn)
         .optional()?;

@@ -78,61 +78,70 @@ where
     cookie_pair(&answer.set_cookie.unwrap())
 }
 
-http_test!(login_sets_a_strict_http_only_cookie_that_every_route_accepts, |db| {
-    let clock = TestClock::new(start_time());
-    let app = app!(state(&db, &clock));
-    let admin = create_user(&db, "admin@example.com", 10_000, true);
+http_test!(
+    login_sets_a_strict_http_only_cookie_that_every_route_accepts,
+    |db| {
+        let clock = TestClock::new(start_time());
+        let app = app!(state(&db, &clock));
+        let admin = create_user(&db, "admin@example.com", 10_000, true);
 
-    let answer = send(&app, login(&admin.api_key)).await;
-    assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(answer.body["user"]["id"], admin.user.id);
-    assert_eq!(answer.body["user"]["is_admin"], true);
-    assert_eq!(answer.body["expires_at"], "2026-11-30T13:00:00Z");
-    let set_cookie = answer.set_cookie.unwrap();
-    assert!(set_cookie.starts_with("alfred_session="), "{set_cookie}");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=3600"] {
-        assert!(set_cookie.contains(attribute), "{attribute} missing: {set_cookie}");
+        let answer = send(&app, login(&admin.api_key)).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.body["user"]["id"], admin.user.id);
+        assert_eq!(answer.body["user"]["is_admin"], true);
+        assert_eq!(answer.body["expires_at"], "2026-11-30T13:00:00Z");
+        let set_cookie = answer.set_cookie.unwrap();
+        assert!(set_cookie.starts_with("alfred_session="), "{set_cookie}");
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=3600"] {
+            assert!(
+                set_cookie.contains(attribute),
+                "{attribute} missing: {set_cookie}"
+            );
+        }
+        assert!(!set_cookie.contains("Secure"), "{set_cookie}");
+        assert!(!set_cookie.contains(&admin.api_key));
+        let cookie = cookie_pair(&set_cookie);
+
+        let me = send(
+            &app,
+            with_cookie(test::TestRequest::get().uri("/v1/auth/session"), &cookie),
+        )
+        .await;
+        assert_eq!(me.status, StatusCode::OK);
+        assert_eq!(me.body["email"], "admin@example.com");
+        assert_eq!(me.body["status"], "active");
+
+        // Existing routes take the session like a key: admin list, my quota.
+        let list = send(
+            &app,
+            with_cookie(test::TestRequest::get().uri("/v1/admin/users"), &cookie),
+        )
+        .await;
+        assert_eq!(list.status, StatusCode::OK);
+        assert_eq!(list.body.as_array().unwrap().len(), 1);
+        let quota = send(
+            &app,
+            with_cookie(test::TestRequest::get().uri("/v1/users/me/quota"), &cookie),
+        )
+        .await;
+        assert_eq!(quota.status, StatusCode::OK);
+        assert_eq!(quota.body["personal_quota"], 10_000);
+
+        // A non-admin's session is a user's: 403 on admin routes.
+        let user = create_user(&db, "user@example.com", 500, false);
+        let user_cookie = logged_in(&app, &user.api_key).await;
+        let refused = send(
+            &app,
+            with_cookie(
+                test::TestRequest::get().uri("/v1/admin/users"),
+                &user_cookie,
+            ),
+        )
+        .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert_eq!(refused.body["error"]["code"], "forbidden");
     }
-    assert!(!set_cookie.contains("Secure"), "{set_cookie}");
-    assert!(!set_cookie.contains(&admin.api_key));
-    let cookie = cookie_pair(&set_cookie);
-
-    let me = send(
-        &app,
-        with_cookie(test::TestRequest::get().uri("/v1/auth/session"), &cookie),
-    )
-    .await;
-    assert_eq!(me.status, StatusCode::OK);
-    assert_eq!(me.body["email"], "admin@example.com");
-    assert_eq!(me.body["status"], "active");
-
-    // Existing routes take the session like a key: admin list, my quota.
-    let list = send(
-        &app,
-        with_cookie(test::TestRequest::get().uri("/v1/admin/users"), &cookie),
-    )
-    .await;
-    assert_eq!(list.status, StatusCode::OK);
-    assert_eq!(list.body.as_array().unwrap().len(), 1);
-    let quota = send(
-        &app,
-        with_cookie(test::TestRequest::get().uri("/v1/users/me/quota"), &cookie),
-    )
-    .await;
-    assert_eq!(quota.status, StatusCode::OK);
-    assert_eq!(quota.body["personal_quota"], 10_000);
-
-    // A non-admin's session is a user's: 403 on admin routes.
-    let user = create_user(&db, "user@example.com", 500, false);
-    let user_cookie = logged_in(&app, &user.api_key).await;
-    let refused = send(
-        &app,
-        with_cookie(test::TestRequest::get().uri("/v1/admin/users"), &user_cookie),
-    )
-    .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    assert_eq!(refused.body["error"]["code"], "forbidden");
-});
+);
 
 http_test!(login_refuses_bad_revoked_and_suspended_keys, |db| {
     let clock = TestClock::new(start_time());
@@ -155,15 +164,30 @@ http_test!(login_refuses_bad_revoked_and_suspended_keys, |db| {
     assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(missing.body["error"]["field"], "key");
 
-    crate::common::set_status(&mut db.conn(), start_time(), user.user.id, UserStatus::Suspended).unwrap();
+    crate::common::set_status(
+        &mut db.conn(),
+        start_time(),
+        user.user.id,
+        UserStatus::Suspended,
+    )
+    .unwrap();
     let suspended = send(&app, login(&user.api_key)).await;
     assert_eq!(suspended.status, StatusCode::FORBIDDEN);
     assert_eq!(suspended.body["error"]["code"], "user_suspended");
     assert!(suspended.set_cookie.is_none());
 
-    crate::common::set_status(&mut db.conn(), start_time(), user.user.id, UserStatus::Active).unwrap();
+    crate::common::set_status(
+        &mut db.conn(),
+        start_time(),
+        user.user.id,
+        UserStatus::Active,
+    )
+    .unwrap();
     users::revoke_keys(&mut db.conn(), start_time(), user.user.id, None).unwrap();
-    assert_eq!(send(&app, login(&user.api_key)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&app, login(&user.api_key)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 });
 
 http_test!(a_session_expires_by_the_clock_and_logout_clears_it, |db| {
@@ -240,11 +264,23 @@ http_test!(suspension_deletion_and_key_rotation_end_sessions, |db| {
     let quota = || with_cookie(test::TestRequest::get().uri("/v1/users/me/quota"), &cookie);
     assert_eq!(send(&app, quota()).await.status, StatusCode::OK);
 
-    crate::common::set_status(&mut db.conn(), start_time(), user.user.id, UserStatus::Suspended).unwrap();
+    crate::common::set_status(
+        &mut db.conn(),
+        start_time(),
+        user.user.id,
+        UserStatus::Suspended,
+    )
+    .unwrap();
     let suspended = send(&app, quota()).await;
     assert_eq!(suspended.status, StatusCode::FORBIDDEN);
     assert_eq!(suspended.body["error"]["code"], "user_suspended");
-    crate::common::set_status(&mut db.conn(), start_time(), user.user.id, UserStatus::Active).unwrap();
+    crate::common::set_status(
+        &mut db.conn(),
+        start_time(),
+        user.user.id,
+        UserStatus::Active,
+    )
+    .unwrap();
     assert_eq!(send(&app, quota()).await.status, StatusCode::OK);
 
     // Rotating the key ends the sessions opened with the old one.
@@ -258,49 +294,81 @@ http_test!(suspension_deletion_and_key_rotation_end_sessions, |db| {
     assert_eq!(send(&app, quota()).await.status, StatusCode::UNAUTHORIZED);
 });
 
-http_test!(the_dashboard_is_served_with_fallback_and_cache_headers, |db| {
-    let clock = TestClock::new(start_time());
-    let dir = tempfile::tempdir().unwrap();
-    let mut with_dir: AppState = state(&db, &clock);
-    with_dir.dashboard_dir = std::sync::Arc::new(dir.path().join("dist"));
-    let app = app!(with_dir);
-    let get = |uri: &str| test::TestRequest::get().uri(uri).to_request();
+http_test!(
+    the_dashboard_is_served_with_fallback_and_cache_headers,
+    |db| {
+        let clock = TestClock::new(start_time());
+        let dir = tempfile::tempdir().unwrap();
+        let mut with_dir: AppState = state(&db, &clock);
+        with_dir.dashboard_dir = std::sync::Arc::new(dir.path().join("dist"));
+        let app = app!(with_dir);
+        let get = |uri: &str| test::TestRequest::get().uri(uri).to_request();
 
-    // Not built: a 503 page that says how to build it.
-    let resp = test::call_service(&app, get("/static/")).await;
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
-    assert!(body.contains("not built"), "{body}");
-    assert!(body.contains("npm run build"), "{body}");
+        // Not built: a 503 page that says how to build it.
+        let resp = test::call_service(&app, get("/static/")).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+        assert!(body.contains("not built"), "{body}");
+        assert!(body.contains("npm run build"), "{body}");
 
-    let dist = dir.path().join("dist");
-    std::fs::create_dir_all(dist.join("assets")).unwrap();
-    std::fs::write(dist.join("index.html"), "<html>app</html>").unwrap();
-    std::fs::write(dist.join("assets/index-abc123.js"), "console.log(1)").unwrap();
-    std::fs::write(dist.join("favicon.svg"), "<svg/>").unwrap();
-    std::fs::write(dir.path().join("secret.txt"), "no").unwrap();
+        let dist = dir.path().join("dist");
+        std::fs::create_dir_all(dist.join("assets")).unwrap();
+        std::fs::write(dist.join("index.html"), "<html>app</html>").unwrap();
+        std::fs::write(dist.join("assets/index-abc123.js"), "console.log(1)").unwrap();
+        std::fs::write(dist.join("favicon.svg"), "<svg/>").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "no").unwrap();
 
-    let resp = test::call_service(&app, get("/static")).await;
-    assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
-    assert_eq!(resp.headers().get("location").unwrap(), "/static/");
+        let resp = test::call_service(&app, get("/static")).await;
+        assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(resp.headers().get("location").unwrap(), "/static/");
 
-    for (uri, status, content_type, cache) in [
-        ("/static/", 200, "text/html; charset=utf-8", "no-cache"),
-        ("/static/users/12", 200, "text/html; charset=utf-8", "no-cache"),
-        ("/static/assets/index-abc123.js", 200, "text/javascript; charset=utf-8", "public, max-age=31536000, immutable"),
-        ("/static/favicon.svg", 200, "image/svg+xml", "no-cache"),
-        ("/static/assets/missing-1.js", 404, "text/plain; charset=utf-8", "no-cache"),
-        ("/static/../secret.txt", 404, "text/plain; charset=utf-8", "no-cache"),
-        ("/static/%2e%2e/secret.txt", 404, "text/plain; charset=utf-8", "no-cache"),
-    ] {
-        let resp = test::call_service(&app, get(uri)).await;
-        assert_eq!(resp.status().as_u16(), status, "{uri}");
-        assert_eq!(resp.headers().get("content-type").unwrap(), content_type, "{uri}");
-        assert_eq!(resp.headers().get("cache-control").unwrap(), cache, "{uri}");
-        let body = test::read_body(resp).await;
-        assert_ne!(&body[..], b"no", "{uri}");
+        for (uri, status, content_type, cache) in [
+            ("/static/", 200, "text/html; charset=utf-8", "no-cache"),
+            (
+                "/static/users/12",
+                200,
+                "text/html; charset=utf-8",
+                "no-cache",
+            ),
+            (
+                "/static/assets/index-abc123.js",
+                200,
+                "text/javascript; charset=utf-8",
+                "public, max-age=31536000, immutable",
+            ),
+            ("/static/favicon.svg", 200, "image/svg+xml", "no-cache"),
+            (
+                "/static/assets/missing-1.js",
+                404,
+                "text/plain; charset=utf-8",
+                "no-cache",
+            ),
+            (
+                "/static/../secret.txt",
+                404,
+                "text/plain; charset=utf-8",
+                "no-cache",
+            ),
+            (
+                "/static/%2e%2e/secret.txt",
+                404,
+                "text/plain; charset=utf-8",
+                "no-cache",
+            ),
+        ] {
+            let resp = test::call_service(&app, get(uri)).await;
+            assert_eq!(resp.status().as_u16(), status, "{uri}");
+            assert_eq!(
+                resp.headers().get("content-type").unwrap(),
+                content_type,
+                "{uri}"
+            );
+            assert_eq!(resp.headers().get("cache-control").unwrap(), cache, "{uri}");
+            let body = test::read_body(resp).await;
+            assert_ne!(&body[..], b"no", "{uri}");
+        }
     }
-});
+);
 
 /// Ingests records at `day` (12:00 UTC): (user, model, project, total tokens).
 fn ingest_at(db: &TestDb, day: &str, records: &[(i64, &str, Option<&str>, i64)]) {
@@ -362,20 +430,36 @@ http_test!(analytics_group_by_day_model_user_and_project, |db| {
     let rows = days.body["rows"].as_array().unwrap();
     let keys: Vec<_> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["2026-11-28", "2026-11-29", "2026-11-30"]);
-    let totals: Vec<_> = rows.iter().map(|r| r["total_tokens"].as_i64().unwrap()).collect();
+    let totals: Vec<_> = rows
+        .iter()
+        .map(|r| r["total_tokens"].as_i64().unwrap())
+        .collect();
     assert_eq!(totals, [0, 550, 10]);
     assert_eq!(rows[1]["requests"], 3);
     assert_eq!(rows[1]["unpriced_requests"], 1);
     // gpt-4o-mini 100 in + 100 out ($0.15 / $0.60 per 1M) + claude-3-haiku 150 + 150
     // ($0.25 / $1.25 per 1M) = 0.000075 + 0.000225 = $0.0003.
-    assert!((rows[1]["cost_usd"].as_f64().unwrap() - 0.0003).abs() < 1e-12, "{}", rows[1]);
+    assert!(
+        (rows[1]["cost_usd"].as_f64().unwrap() - 0.0003).abs() < 1e-12,
+        "{}",
+        rows[1]
+    );
 
-    let models = send(&app, admin_get("/v1/admin/analytics/usage?group_by=model&from=2026-11-01&to=2026-11-30")).await;
+    let models = send(
+        &app,
+        admin_get("/v1/admin/analytics/usage?group_by=model&from=2026-11-01&to=2026-11-30"),
+    )
+    .await;
     let got: Vec<_> = models.body["rows"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["key"].as_str().unwrap().to_owned(), r["total_tokens"].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().to_owned(),
+                r["total_tokens"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -386,23 +470,49 @@ http_test!(analytics_group_by_day_model_user_and_project, |db| {
         ]
     );
 
-    let by_user = send(&app, admin_get("/v1/admin/analytics/usage?group_by=user&from=2026-11-01&to=2026-11-30&limit=1")).await;
+    let by_user = send(
+        &app,
+        admin_get("/v1/admin/analytics/usage?group_by=user&from=2026-11-01&to=2026-11-30&limit=1"),
+    )
+    .await;
     let rows = by_user.body["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["key"], a.to_string());
     assert_eq!(rows[0]["email"], "admin@example.com");
     assert_eq!(rows[0]["total_tokens"], 1010);
 
-    let projects = send(&app, admin_get(&format!("/v1/admin/analytics/usage?group_by=project&from=2026-11-01&to=2026-11-30&user_id={b}"))).await;
+    let projects = send(
+        &app,
+        admin_get(&format!(
+            "/v1/admin/analytics/usage?group_by=project&from=2026-11-01&to=2026-11-30&user_id={b}"
+        )),
+    )
+    .await;
     let got: Vec<_> = projects.body["rows"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["key"].as_str().map(str::to_owned), r["total_tokens"].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r["key"].as_str().map(str::to_owned),
+                r["total_tokens"].as_i64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(got, [(None, 300), (Some("p1".to_owned()), 200), (Some("p2".to_owned()), 50)]);
+    assert_eq!(
+        got,
+        [
+            (None, 300),
+            (Some("p1".to_owned()), 200),
+            (Some("p2".to_owned()), 50)
+        ]
+    );
 
-    let summary = send(&app, admin_get("/v1/admin/analytics/summary?from=2026-11-29&to=2026-11-30")).await;
+    let summary = send(
+        &app,
+        admin_get("/v1/admin/analytics/summary?from=2026-11-29&to=2026-11-30"),
+    )
+    .await;
     assert_eq!(summary.status, StatusCode::OK);
     assert_eq!(summary.body["users"], 2);
     assert_eq!(summary.body["active_users"], 2);
@@ -421,7 +531,14 @@ http_test!(analytics_are_admin_only_org_wide_and_own_for_users, |db| {
     let app = app!(state(&db, &clock));
     let admin = create_user(&db, "admin@example.com", 100_000, true);
     let ann = create_user(&db, "ann@example.com", 100_000, false);
-    ingest_at(&db, "2026-11-30", &[(admin.user.id, "gpt-4o-mini", None, 1000), (ann.user.id, "gpt-4o-mini", None, 7)]);
+    ingest_at(
+        &db,
+        "2026-11-30",
+        &[
+            (admin.user.id, "gpt-4o-mini", None, 1000),
+            (ann.user.id, "gpt-4o-mini", None, 7),
+        ],
+    );
     let as_ann = |uri: &str| {
         test::TestRequest::get()
             .uri(uri)
@@ -437,10 +554,21 @@ http_test!(analytics_are_admin_only_org_wide_and_own_for_users, |db| {
     let own = send(&app, as_ann("/v1/users/me/analytics/usage?group_by=model")).await;
     assert_eq!(own.body["rows"][0]["total_tokens"], 7);
     // Users cannot widen their view.
-    let widened = send(&app, as_ann(&format!("/v1/users/me/analytics/usage?user_id={}", admin.user.id))).await;
+    let widened = send(
+        &app,
+        as_ann(&format!(
+            "/v1/users/me/analytics/usage?user_id={}",
+            admin.user.id
+        )),
+    )
+    .await;
     assert_eq!(widened.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(widened.body["error"]["field"], "user_id");
-    let anonymous = send(&app, test::TestRequest::get().uri("/v1/users/me/analytics/usage")).await;
+    let anonymous = send(
+        &app,
+        test::TestRequest::get().uri("/v1/users/me/analytics/usage"),
+    )
+    .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 });
 
@@ -467,7 +595,12 @@ http_test!(analytics_parameters_are_validated_by_name, |db| {
                 .insert_header(("x-api-key", admin.api_key.clone())),
         )
         .await;
-        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {}",
+            answer.body
+        );
         assert_eq!(answer.body["error"]["field"], field, "{query}");
     }
 });

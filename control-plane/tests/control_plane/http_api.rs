@@ -899,3 +899,46 @@ http_test!(rotation_revocation_and_deletion_stop_the_old_keys, |db| {
         (422, Some("id"))
     );
 });
+
+http_test!(metrics_count_what_happened, |db| {
+    let clock = TestClock::new(start_time());
+    let app = app!(db, clock);
+    let user = create_user(&db, "metrics@example.com", 100, false);
+    let hash = keys::hash_key(&user.api_key);
+    let ask = || {
+        internal(
+            "/internal/v1/leases",
+            json!({"key_hash": hash, "proxy_id": "envoy-a", "requested_tokens": 100}),
+        )
+    };
+    send(&app, ask()).await;
+    send(&app, ask()).await;
+    let record =
+        json!({"request_id": "m-1", "user_id": user.user.id, "model": "gpt-4o", "total_tokens": 7});
+    let batch = json!({"proxy_id": "envoy-a", "records": [record.clone()]});
+    send(&app, internal("/internal/v1/usage", batch.clone())).await;
+    send(&app, internal("/internal/v1/usage", batch)).await;
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    for line in [
+        "alfred_lease_grants_total{decision=\"granted\"} 1",
+        "alfred_lease_grants_total{decision=\"exhausted\"} 1",
+        "alfred_usage_batches_total 2",
+        "alfred_usage_records_total{result=\"applied\"} 1",
+        "alfred_usage_records_total{result=\"duplicate\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+});

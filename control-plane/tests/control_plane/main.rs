@@ -5,6 +5,8 @@
 mod common;
 mod concurrency;
 
+mod authz;
+mod bad_input;
 mod cli;
 mod dashboard_api;
 mod http_api;
