@@ -28,3 +28,21 @@ export const statusLabel: Record<string, string> = {
   on_vacation: "On vacation",
   suspended: "Suspended",
 };
+
+/** An RFC 3339 time as `YYYY-MM-DD HH:MM` UTC (the API's clock). */
+export function formatTime(rfc3339: string | null | undefined): string {
+  if (!rfc3339) return "";
+  return `${rfc3339.slice(0, 10)} ${rfc3339.slice(11, 16)}`;
+}
+
+export const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+/** A positive whole number of tokens, or the problem with the text. */
+export function parseTokens(raw: string, { allowZero = false } = {}): number | string {
+  const text = raw.trim().replace(/[,_ ]/g, "");
+  if (!/^\d+$/.test(text)) return "Enter a whole number of tokens.";
+  const n = Number(text);
+  if (!Number.isSafeInteger(n)) return "That number is too large.";
+  if (n === 0 && !allowZero) return "Enter at least 1 token.";
+  return n;
+}

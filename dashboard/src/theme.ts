@@ -29,7 +29,14 @@ export function useTheme(): [Theme, () => void] {
       // Private mode without storage: the toggle still works for this page.
     }
   }, [theme]);
-  return [theme, () => setTheme((t) => (t === "dark" ? "light" : "dark"))];
+  // Applied at once on a toggle (not only in the effect, which runs after the next
+  // paint), so the page never shows the old theme after the click.
+  const toggle = () => {
+    const next: Theme = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
+    apply(next);
+    setTheme(next);
+  };
+  return [theme, toggle];
 }
 
 /** A CSS custom property's value (charts read their colours from the theme). */

@@ -9,7 +9,7 @@
 // tests/browser/screenshots/ (git-ignored).
 
 import { execSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
@@ -147,7 +147,9 @@ async function login(page, key) {
 const fmt = (n) => n.toLocaleString("en-US");
 
 let usage; // what generateUsage sent
-let dana; // the user created in the browser: { email, key }
+let dana; // the user created in the browser: { email, key, id }
+const erin = { email: "erin@company.com" }; // a plain user, created through the API
+let team; // the team created in the browser
 
 before(async () => {
   mkdirSync(SHOTS, { recursive: true });
@@ -168,6 +170,8 @@ test("the dashboard end to end", async (t) => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: stack.url });
   const page = await context.newPage();
+  // A second browser profile for the plain user, so the admin's session stays open.
+  const userContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const pageErrors = [];
   page.on("pageerror", (e) => pageErrors.push(e));
 
@@ -215,6 +219,8 @@ test("the dashboard end to end", async (t) => {
     assert.equal(projects.length, 3); // project-alpha, project-beta, none
     assert.ok(await canvasHasInk(page, "chart-cost-trend"), "the cost trend chart drew nothing");
     assert.ok(await canvasHasInk(page, "chart-models"), "the model chart drew nothing");
+    assert.equal(await page.getByTestId("stat-teams").locator(".stat-value").textContent(), "0");
+    await page.getByTestId("efficiency-table").waitFor();
     await shot(page, "02-overview");
   });
 
@@ -287,6 +293,271 @@ test("the dashboard end to end", async (t) => {
     dana.key = rotated;
   });
 
+  await t.test("an admin sets a user's status from the row and toggles the overdraft", async () => {
+    const row = page.getByTestId(`user-row-${dana.email}`);
+    await row.getByTestId("status-select").selectOption("active");
+    await row.locator("select.status-active").waitFor({ timeout: TIMEOUT });
+    const stored = async () => (await call("GET", "/v1/admin/users", stack.admin.api_key)).body.find((u) => u.email === dana.email);
+    assert.equal((await stored()).status, "active");
+    // Overdraft is on by default: turn it off in the edit form.
+    assert.equal(await row.getByTestId("overdraft").textContent(), "On");
+    await row.getByTestId("edit").click();
+    const form = page.getByTestId("user-form");
+    await form.locator('input[name="overdraft_enabled"]').uncheck();
+    await page.getByTestId("user-form-submit").click();
+    await form.waitFor({ state: "detached", timeout: TIMEOUT });
+    await row.getByTestId("overdraft").filter({ hasText: "Off" }).waitFor({ timeout: TIMEOUT });
+    const after = await stored();
+    assert.equal(after.overdraft_enabled, false);
+    assert.equal(after.status, "active");
+    dana.id = after.id;
+  });
+
+  await t.test("an admin creates a team, with validation, and manages its members", async () => {
+    const created = await call("POST", "/v1/admin/users", stack.admin.api_key, { email: erin.email, name: "Erin Brockovich", personal_quota: 3000 });
+    assert.equal(created.status, 201);
+    erin.id = created.body.id;
+    erin.key = created.body.api_key;
+
+    await page.getByTestId("nav-teams").click();
+    await page.getByTestId("teams-table").waitFor({ timeout: TIMEOUT });
+    await page.getByTestId("add-team").click();
+    const form = page.getByTestId("team-form");
+    await form.locator('input[name="pool"]').fill("lots");
+    await page.getByTestId("team-form-submit").click();
+    await page.getByTestId("error-team-name").waitFor();
+    await page.getByTestId("error-team-pool").waitFor();
+    await shot(page, "11-team-form-errors");
+    await form.locator('input[name="name"]').fill("Research");
+    await form.locator('textarea[name="description"]').fill("Model evaluation");
+    await form.locator('input[name="pool"]').fill("20000");
+    await page.getByTestId("team-form-submit").click();
+    await page.getByTestId("page-team").waitFor({ timeout: TIMEOUT });
+    assert.equal(await page.getByTestId("team-name").textContent(), "Research");
+    assert.equal(await page.getByTestId("team-pool").locator(".stat-value").textContent(), "20,000");
+
+    const addMember = async (email) => {
+      await page.getByTestId("add-member-form").locator('input[name="member"]').fill(email);
+      await page.getByTestId("add-member").click();
+      await page.getByTestId(`member-row-${email}`).waitFor({ timeout: TIMEOUT });
+    };
+    // An unknown email is refused before any call.
+    await page.getByTestId("add-member-form").locator('input[name="member"]').fill("nobody@company.com");
+    await page.getByTestId("add-member").click();
+    await page.getByTestId("error-member").filter({ hasText: "No user has the email" }).waitFor();
+    await addMember(dana.email);
+    await addMember(erin.email);
+    const danaRow = page.getByTestId(`member-row-${dana.email}`);
+    assert.ok((await danaRow.textContent()).includes("Active"));
+    await danaRow.getByTestId("toggle-team-admin").click();
+    await danaRow.getByTestId("team-admin-badge").waitFor({ timeout: TIMEOUT });
+    await shot(page, "12-team-detail");
+
+    const { body: teams } = await call("GET", "/v1/admin/teams", stack.admin.api_key);
+    assert.equal(teams.length, 1);
+    team = teams[0];
+    const { body: detail } = await call("GET", `/v1/admin/teams/${team.id}`, stack.admin.api_key);
+    assert.deepEqual(
+      detail.members.map((m) => [m.email, m.is_admin]).sort(),
+      [[dana.email, true], [erin.email, false]],
+    );
+
+    await page.getByRole("link", { name: "← All teams" }).click();
+    const listRow = page.getByTestId("team-row-Research");
+    await listRow.waitFor({ timeout: TIMEOUT });
+    assert.ok((await listRow.getByTestId("members").textContent()).startsWith("2"));
+    assert.equal(await listRow.getByTestId("pool-used").textContent(), `${fmt(detail.pool_used)} / ${fmt(detail.pool_size)}`);
+    await shot(page, "13-teams");
+  });
+
+  await t.test("a user transfers credits; the admin filters the history, exports the CSV and approves a pending one", async () => {
+    const userPage = await userContext.newPage();
+    userPage.on("pageerror", (e) => pageErrors.push(e));
+    await login(userPage, erin.key);
+    await userPage.getByTestId("nav-transfers").click();
+    await userPage.getByTestId("transferable").filter({ hasText: "3,000" }).waitFor({ timeout: TIMEOUT });
+    const form = userPage.getByTestId("transfer-form");
+    await form.locator('input[name="recipient_email"]').fill(dana.email);
+    await form.locator('input[name="amount"]').fill("5000");
+    await form.locator('input[name="reason"]').fill("Too much");
+    await userPage.getByTestId("transfer-submit").click();
+    // The API's refusal (422 insufficient_quota) is shown at the amount.
+    await userPage.getByTestId("error-amount").filter({ hasText: "exceeds your transferable personal credit of 3000 tokens" }).waitFor({ timeout: TIMEOUT });
+    await shot(userPage, "14-transfer-error");
+
+    await form.locator('input[name="amount"]').fill("700");
+    await form.locator('input[name="reason"]').fill("Deadline support");
+    await userPage.getByTestId("transfer-submit").click();
+    await userPage.getByTestId("transfer-done").filter({ hasText: "Sent 700 tokens to dana@company.com" }).waitFor({ timeout: TIMEOUT });
+    await userPage.getByTestId("transferable").filter({ hasText: "2,300" }).waitFor({ timeout: TIMEOUT });
+    await form.locator('input[name="recipient_email"]').fill(dana.email);
+    await form.locator('input[name="amount"]').fill("1500");
+    await form.locator('input[name="reason"]').fill("Launch week");
+    await userPage.getByTestId("transfer-submit").click();
+    await userPage.getByTestId("transfer-done").filter({ hasText: "wait for approval" }).waitFor({ timeout: TIMEOUT });
+    await userPage.getByTestId("transferable").filter({ hasText: "800" }).waitFor({ timeout: TIMEOUT });
+    const mine = await userPage.getByTestId("my-transfers-table").locator("tbody tr").allTextContents();
+    assert.equal(mine.length, 2);
+    await shot(userPage, "15-transfers-user");
+    await userPage.close();
+
+    const { body: all } = await call("GET", "/v1/admin/transfers", stack.admin.api_key);
+    const completed = all.find((x) => x.amount === 700);
+    const pending = all.find((x) => x.amount === 1500);
+    assert.equal(completed.status, "completed");
+    assert.equal(pending.status, "pending");
+
+    await page.getByTestId("nav-transfers").click();
+    const history = page.getByTestId("history-table");
+    await history.locator(`[data-testid="history-row-${completed.id}"]`).waitFor({ timeout: TIMEOUT });
+    await history.locator(`[data-testid="history-row-${pending.id}"]`).waitFor();
+
+    const filters = page.getByTestId("transfer-filters");
+    await filters.locator('input[name="min_amount"]').fill("800");
+    await filters.locator('input[name="max_amount"]').fill("600");
+    await page.getByTestId("apply-filters").click();
+    await page.getByTestId("error-filter-max").waitFor();
+    const today = new Date().toISOString().slice(0, 10);
+    await filters.locator('input[name="from"]').fill(today);
+    await filters.locator('input[name="to"]').fill(today);
+    await filters.locator('select[name="user_id"]').selectOption({ label: erin.email });
+    await filters.locator('input[name="min_amount"]').fill("600");
+    await filters.locator('input[name="max_amount"]').fill("800");
+    await filters.locator('select[name="status"]').selectOption("completed");
+    await page.getByTestId("apply-filters").click();
+    await history.locator(`[data-testid="history-row-${pending.id}"]`).waitFor({ state: "detached", timeout: TIMEOUT });
+    const shown = await history.locator("tbody tr").allTextContents();
+    assert.equal(shown.length, 1);
+    assert.ok(shown[0].includes("700") && shown[0].includes("Deadline support"), shown[0]);
+    await shot(page, "16-transfer-history-filtered");
+
+    const [download] = await Promise.all([page.waitForEvent("download", { timeout: TIMEOUT }), page.getByTestId("export-csv").click()]);
+    assert.equal(download.suggestedFilename(), `transfers-${today}-to-${today}.csv`);
+    const csv = readFileSync(await download.path(), "utf8");
+    const lines = csv.split("\r\n").filter(Boolean);
+    assert.deepEqual(lines, [
+      "id,created_at,sender_email,recipient_email,amount,reason,status,decided_at,decided_by",
+      `${completed.id},${completed.created_at},erin@company.com,dana@company.com,700,Deadline support,completed,${completed.decided_at ?? ""},${completed.decided_by ?? ""}`,
+    ]);
+
+    // Approve the pending one from the (reset) history.
+    const before = (await call("GET", "/v1/users/me/quota", dana.key)).body.available_quota;
+    await page.getByTestId("reset-filters").click();
+    const pendingRow = history.locator(`[data-testid="history-row-${pending.id}"]`);
+    await pendingRow.getByTestId("approve-transfer").click();
+    await page.getByTestId("decision-form").locator('textarea[name="note"]').fill("Approved for launch");
+    await page.getByTestId("decision-submit").click();
+    await page.getByTestId("decision-form").waitFor({ state: "detached", timeout: TIMEOUT });
+    await pendingRow.filter({ hasText: "Completed" }).waitFor({ timeout: TIMEOUT });
+    assert.ok((await pendingRow.textContent()).includes("Approved for launch"));
+    const after = (await call("GET", "/v1/users/me/quota", dana.key)).body.available_quota;
+    assert.equal(after - before, 1500);
+    await shot(page, "17-transfer-history");
+  });
+
+  await t.test("a user asks for quota; the admin approves it in the inbox and the quota rises by exactly that", async () => {
+    const userPage = await userContext.newPage();
+    userPage.on("pageerror", (e) => pageErrors.push(e));
+    await userPage.goto(`${stack.url}/static/requests`);
+    const form = userPage.getByTestId("request-form");
+    await form.waitFor({ timeout: TIMEOUT });
+    await userPage.getByTestId("request-submit").click();
+    await userPage.getByTestId("error-request-amount").waitFor();
+    await userPage.getByTestId("error-request-reason").waitFor();
+    await form.locator('input[name="amount"]').fill("2500");
+    await form.locator('input[name="reason"]').fill("Quarter close");
+    await userPage.getByTestId("request-submit").click();
+    await userPage.getByTestId("request-done").waitFor({ timeout: TIMEOUT });
+    await userPage.getByTestId("my-requests-table").locator("tbody tr").filter({ hasText: "Pending" }).waitFor({ timeout: TIMEOUT });
+    await shot(userPage, "18-request-quota");
+
+    const before = (await call("GET", "/v1/users/me/quota", erin.key)).body.available_quota;
+    await page.getByTestId("nav-approvals").click();
+    const requests = page.getByTestId("requests-table");
+    const row = requests.locator("tbody tr").filter({ hasText: "Quarter close" });
+    // The requester by name and email (the API gives only the id).
+    await row.filter({ hasText: `Erin Brockovich <${erin.email}>` }).waitFor({ timeout: TIMEOUT });
+    assert.ok((await row.textContent()).includes("2,500"));
+    await shot(page, "19-approvals");
+    await row.getByTestId("approve-request").click();
+    await page.getByTestId("decision-form").locator('textarea[name="note"]').fill("Granted");
+    await page.getByTestId("decision-submit").click();
+    await page.getByTestId("decision-done").filter({ hasText: "Approved: 2,500 tokens" }).waitFor({ timeout: TIMEOUT });
+    await page.getByText("No pending quota requests.").waitFor({ timeout: TIMEOUT });
+    const after = (await call("GET", "/v1/users/me/quota", erin.key)).body.available_quota;
+    assert.equal(after - before, 2500);
+
+    await userPage.reload();
+    await userPage.getByTestId("request-available").filter({ hasText: fmt(after) }).waitFor({ timeout: TIMEOUT });
+    await userPage.getByTestId("my-requests-table").locator("tbody tr").filter({ hasText: "Approved" }).filter({ hasText: "Granted" }).waitFor({ timeout: TIMEOUT });
+    await userPage.close();
+  });
+
+  await t.test("the bell counts unread notifications; the list marks them read", async () => {
+    const userPage = await userContext.newPage();
+    userPage.on("pageerror", (e) => pageErrors.push(e));
+    await userPage.goto(`${stack.url}/static/me`);
+    const { body: unread } = await call("GET", "/v1/users/me/notifications?unread=true", erin.key);
+    assert.ok(unread.length >= 1, "the decision notified the user");
+    await userPage.getByTestId("bell-count").filter({ hasText: String(unread.length) }).waitFor({ timeout: TIMEOUT });
+    await userPage.getByTestId("bell").click();
+    const list = userPage.getByTestId("notification-list");
+    await list.locator("li.unread").first().waitFor({ timeout: TIMEOUT });
+    assert.equal(await list.locator("li.unread").count(), unread.length);
+    await shot(userPage, "20-notifications");
+    await userPage.getByTestId("mark-all-read").click();
+    await userPage.getByTestId("bell-count").waitFor({ state: "detached", timeout: TIMEOUT });
+    assert.equal(await list.locator("li.unread").count(), 0);
+    assert.equal((await call("GET", "/v1/users/me/notifications?unread=true", erin.key)).body.length, 0);
+  });
+
+  await t.test("a plain user cannot reach admin or team-admin screens", async () => {
+    const userPage = await userContext.newPage();
+    userPage.on("pageerror", (e) => pageErrors.push(e));
+    await userPage.goto(`${stack.url}/static/`);
+    await userPage.getByTestId("page-me").waitFor({ timeout: TIMEOUT });
+    for (const nav of ["overview", "users", "teams", "approvals"]) assert.equal(await userPage.getByTestId(`nav-${nav}`).count(), 0, nav);
+    for (const nav of ["me", "transfers", "requests", "notifications", "guide"]) assert.equal(await userPage.getByTestId(`nav-${nav}`).count(), 1, nav);
+    await shot(userPage, "21-user-my-usage");
+    for (const path of ["teams", `teams/${team.id}`, "approvals", "users"]) {
+      await userPage.goto(`${stack.url}/static/${path}`);
+      await userPage.getByTestId("forbidden").waitFor({ timeout: TIMEOUT });
+    }
+    await shot(userPage, "22-user-forbidden-teams");
+    // The user's own transfer screen has no history (an approver's tool).
+    await userPage.goto(`${stack.url}/static/transfers`);
+    await userPage.getByTestId("transfer-form").waitFor({ timeout: TIMEOUT });
+    assert.equal(await userPage.getByTestId("transfer-history").count(), 0);
+    const statuses = await userPage.evaluate(() =>
+      Promise.all(["/v1/admin/teams", "/v1/admin/transfers", "/v1/admin/quota-requests"].map((p) => fetch(p).then((r) => r.status))),
+    );
+    assert.deepEqual(statuses, [403, 403, 403]);
+    await userPage.close();
+  });
+
+  await t.test("a team admin sees their own team and approvals, not the admin screens", async () => {
+    const tPage = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    tPage.on("pageerror", (e) => pageErrors.push(e));
+    await login(tPage, dana.key);
+    await tPage.getByTestId("nav-teams").waitFor({ timeout: TIMEOUT });
+    assert.equal(await tPage.getByTestId("nav-approvals").count(), 1);
+    assert.equal(await tPage.getByTestId("nav-users").count(), 0);
+    await tPage.getByTestId("nav-teams").click();
+    await tPage.getByTestId("team-row-Research").waitFor({ timeout: TIMEOUT });
+    assert.equal(await tPage.getByTestId("add-team").count(), 0);
+    await tPage.getByTestId("team-row-Research").getByTestId("open-team").click();
+    await tPage.getByTestId(`member-row-${erin.email}`).waitFor({ timeout: TIMEOUT });
+    assert.equal(await tPage.getByTestId("delete-team").count(), 0);
+    assert.equal(await tPage.getByTestId("toggle-team-admin").count(), 0);
+    assert.equal(await tPage.getByTestId("add-member-form").count(), 0); // adding is for admins
+    assert.equal(await tPage.getByTestId(`member-row-${erin.email}`).getByTestId("remove-member").count(), 1);
+    assert.equal(await tPage.getByTestId(`member-row-${dana.email}`).getByTestId("remove-member").count(), 0);
+    await shot(tPage, "23-team-admin-team");
+    await tPage.goto(`${stack.url}/static/users`);
+    await tPage.getByTestId("forbidden").waitFor({ timeout: TIMEOUT });
+    await tPage.close();
+  });
+
   await t.test("dark mode persists across a reload", async () => {
     await page.getByTestId("nav-overview").click();
     await page.getByTestId("chart-cost-trend").waitFor({ timeout: TIMEOUT });
@@ -296,6 +567,12 @@ test("the dashboard end to end", async (t) => {
     await page.getByTestId("chart-cost-trend").waitFor({ timeout: TIMEOUT });
     assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "dark");
     assert.equal(await page.evaluate(() => localStorage.getItem("alfred-theme")), "dark");
+    assert.equal(await page.getByTestId("stat-teams").locator(".stat-value").textContent(), "1");
+    const traffic = page.getByTestId("efficiency-row-traffic@company.com");
+    await traffic.waitFor({ timeout: TIMEOUT });
+    assert.equal((await traffic.locator("td").first().textContent()).trim(), "1");
+    assert.ok((await traffic.textContent()).includes(fmt(Math.round(usage.total / usage.requests))));
+    assert.ok(await canvasHasInk(page, "chart-cost-trend"), "the cost trend chart drew nothing in dark mode");
     await shot(page, "07-overview-dark");
     await page.getByTestId("theme-toggle").click();
     assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), undefined);
@@ -339,9 +616,18 @@ test("the dashboard end to end", async (t) => {
     assert.deepEqual(statuses, [403, 403]);
   });
 
-  await t.test("an admin deletes the user", async () => {
+  await t.test("an admin deletes the team after confirming", async () => {
     await page.getByTestId("logout").click();
     await login(page, stack.admin.api_key);
+    await page.goto(`${stack.url}/static/teams/${team.id}`);
+    await page.getByTestId("delete-team").click();
+    await page.getByRole("dialog").getByText("Delete Research?").waitFor();
+    await page.getByTestId("confirm").click();
+    await page.getByTestId("teams-table").getByText("No teams yet.").waitFor({ timeout: TIMEOUT });
+    assert.deepEqual((await call("GET", "/v1/admin/teams", stack.admin.api_key)).body, []);
+  });
+
+  await t.test("an admin deletes the user", async () => {
     await page.getByTestId("nav-users").click();
     await page.getByTestId(`user-row-${dana.email}`).getByTestId("delete").click();
     await page.getByTestId("confirm").click();
@@ -350,5 +636,6 @@ test("the dashboard end to end", async (t) => {
   });
 
   assert.deepEqual(pageErrors, [], "uncaught errors in the page");
+  await userContext.close();
   await context.close();
 });

@@ -56,6 +56,9 @@ def main() -> int:
         env_overrides={
             "DASHBOARD_DIR": str(DASHBOARD_DIR),
             "SESSION_SECRET": secrets.token_hex(32),
+            # Transfers above 1,000 tokens wait for approval: the test sends one below
+            # (completed at once) and one above (approved in the dashboard).
+            "TRANSFER_APPROVAL_THRESHOLD": "1000",
         },
     )
 

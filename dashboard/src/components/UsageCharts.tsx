@@ -2,6 +2,7 @@
 // range picker, totals, cost trend by day, model breakdown.
 
 import type { ChartConfiguration } from "chart.js";
+import type { ComponentChildren } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
 
 import { api, type Audience, type Summary, type UsageReport } from "../api";
@@ -48,7 +49,7 @@ export function RangePicker({ days, onChange }: { days: number; onChange: (d: nu
   );
 }
 
-export function Totals({ summary, showUsers }: { summary: Summary; showUsers: boolean }) {
+export function Totals({ summary, showUsers, extra }: { summary: Summary; showUsers: boolean; extra?: ComponentChildren }) {
   return (
     <div class="stats">
       {showUsers && <Stat label="Total users" value={formatInt(summary.users)} hint={`${formatInt(summary.active_users)} active in range`} testId="stat-users" />}
@@ -60,6 +61,7 @@ export function Totals({ summary, showUsers }: { summary: Summary; showUsers: bo
         hint={summary.unpriced_requests ? `${formatInt(summary.unpriced_requests)} requests of unpriced models not included` : "all requests priced"}
         testId="stat-cost"
       />
+      {extra}
     </div>
   );
 }
@@ -156,13 +158,14 @@ export function TrendAndModels({ data, theme }: { data: UsageData; theme: Theme 
   );
 }
 
-export function UsageSection({ audience, theme, showUsers, days }: { audience: Audience; theme: Theme; showUsers: boolean; days: number }) {
+/** Totals and charts; `extraStats` are more cards in the totals' row (the overview's teams). */
+export function UsageSection({ audience, theme, showUsers, days, extraStats }: { audience: Audience; theme: Theme; showUsers: boolean; days: number; extraStats?: ComponentChildren }) {
   const { data, error } = useUsage(audience, days);
   if (error) return <ErrorBanner error={error} />;
   if (!data) return <Loading />;
   return (
     <>
-      <Totals summary={data.summary} showUsers={showUsers} />
+      <Totals summary={data.summary} showUsers={showUsers} extra={extraStats} />
       <TrendAndModels data={data} theme={theme} />
     </>
   );

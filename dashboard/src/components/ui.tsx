@@ -1,4 +1,5 @@
-// Small shared pieces: error banner, cards, dialogs, the key shown once.
+// Small shared pieces: error banner, cards, dialogs, confirmations, form fields, the
+// key shown once.
 
 import type { ComponentChildren } from "preact";
 import { useState } from "preact/hooks";
@@ -31,9 +32,9 @@ export function Stat({ label, value, hint, testId }: { label: string; value: str
   );
 }
 
-export function Panel({ title, children, actions }: { title: string; children: ComponentChildren; actions?: ComponentChildren }) {
+export function Panel({ title, children, actions, testId }: { title: string; children: ComponentChildren; actions?: ComponentChildren; testId?: string }) {
   return (
-    <section class="card panel">
+    <section class="card panel" data-testid={testId}>
       <header class="panel-head">
         <h2>{title}</h2>
         {actions}
@@ -96,4 +97,119 @@ export function KeyOnce({ apiKey, who, onDone }: { apiKey: string; who: string; 
 
 export function Loading() {
   return <p class="muted">Loading…</p>;
+}
+
+/** Asks before an action; the action's error is shown in the dialog. */
+export function Confirm({ title, message, action, danger, onCancel, onConfirm }: { title: string; message: string; action: string; danger?: boolean; onCancel: () => void; onConfirm: () => Promise<void> }) {
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  return (
+    <Dialog title={title} onClose={onCancel}>
+      <p>{message}</p>
+      <ErrorBanner error={error} />
+      <div class="actions">
+        <button type="button" onClick={onCancel}>
+          Cancel
+        </button>
+        <button
+          type="button"
+          class={danger ? "danger" : "primary"}
+          disabled={busy}
+          data-testid="confirm"
+          onClick={async () => {
+            setBusy(true);
+            try {
+              await onConfirm();
+            } catch (e) {
+              setError(e);
+            } finally {
+              setBusy(false);
+            }
+          }}
+        >
+          {action}
+        </button>
+      </div>
+    </Dialog>
+  );
+}
+
+/** A form field's message (from the form's own checks or the server). */
+export function FieldError({ message, testId }: { message?: string; testId: string }) {
+  if (!message) return null;
+  return (
+    <span class="field-error" role="alert" data-testid={testId}>
+      {message}
+    </span>
+  );
+}
+
+/** Approve or deny something, with an optional note for the requester. */
+export function DecisionDialog({
+  title,
+  approve,
+  summary,
+  onCancel,
+  onDecide,
+}: {
+  title: string;
+  approve: boolean;
+  summary: ComponentChildren;
+  onCancel: () => void;
+  onDecide: (note: string | undefined) => Promise<void>;
+}) {
+  const [note, setNote] = useState("");
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const tooLong = note.trim().length > 500;
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (tooLong) return;
+    setBusy(true);
+    setError(null);
+    try {
+      await onDecide(note.trim() || undefined);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Dialog title={title} onClose={onCancel}>
+      <form class="form" onSubmit={submit} noValidate data-testid="decision-form">
+        <div>{summary}</div>
+        <label>
+          Note for the requester (optional)
+          <textarea name="note" rows={3} value={note} onInput={(e) => setNote((e.target as HTMLTextAreaElement).value)} aria-invalid={tooLong} />
+          <FieldError message={tooLong ? "At most 500 characters." : undefined} testId="error-note" />
+        </label>
+        <ErrorBanner error={error} />
+        <div class="actions">
+          <button type="button" onClick={onCancel}>
+            Cancel
+          </button>
+          <button type="submit" class={approve ? "primary" : "danger"} disabled={busy} data-testid="decision-submit">
+            {busy ? "Saving…" : approve ? "Approve" : "Deny"}
+          </button>
+        </div>
+      </form>
+    </Dialog>
+  );
+}
+
+/** A status word as a coloured badge. */
+export function StatusBadge({ status }: { status: string }) {
+  const label = status.replace(/_/g, " ");
+  return <span class={`badge status-${status}`}>{label.charAt(0).toUpperCase() + label.slice(1)}</span>;
+}
+
+/** A used/size bar with its numbers. */
+export function UsageBar({ used, size, testId, wide }: { used: number; size: number; testId?: string; wide?: boolean }) {
+  const pct = size > 0 ? Math.min(100, (used / size) * 100) : 0;
+  return (
+    <div class={`meter ${wide ? "wide" : "small"}`} title={`${pct.toFixed(0)}% used`} role="meter" aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(pct)} data-testid={testId}>
+      <div class={pct >= 90 ? "high" : ""} style={{ width: `${pct}%` }} />
+    </div>
+  );
 }

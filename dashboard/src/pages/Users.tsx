@@ -1,10 +1,11 @@
 // User management (admins): list with quota and usage; create (key shown once), edit
-// (name, email, quota, status — vacation —, admin flag), rotate key, delete.
+// (name, email, quota, status — vacation, suspended —, admin flag, critical overdraft),
+// quick status change in the row, rotate key, delete.
 
 import { useCallback, useEffect, useState } from "preact/hooks";
 
 import { ApiError, api, type CreatedUser, type User, type UserChanges, type UserStatus } from "../api";
-import { Dialog, ErrorBanner, KeyOnce, Loading } from "../components/ui";
+import { Confirm, Dialog, ErrorBanner, KeyOnce, Loading } from "../components/ui";
 import { formatInt, statusLabel } from "../format";
 import type { ScreenProps } from "../screens";
 
@@ -14,6 +15,7 @@ interface FormValues {
   quota: string;
   status: UserStatus;
   isAdmin: boolean;
+  overdraft: boolean;
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
@@ -59,8 +61,8 @@ function UserForm({
       await onSubmit(values);
     } catch (err) {
       // A field the server names is shown at that field, the rest above the buttons.
-      if (err instanceof ApiError && err.field && ["name", "email", "personal_quota", "status", "is_admin"].includes(err.field)) {
-        const field = err.field === "personal_quota" ? "quota" : err.field === "is_admin" ? "isAdmin" : (err.field as keyof FormValues);
+      if (err instanceof ApiError && err.field && ["name", "email", "personal_quota", "status", "is_admin", "overdraft_enabled"].includes(err.field)) {
+        const field = err.field === "personal_quota" ? "quota" : err.field === "is_admin" ? "isAdmin" : err.field === "overdraft_enabled" ? "overdraft" : (err.field as keyof FormValues);
         setProblems({ [field]: err.message });
       }
       setError(err);
@@ -104,6 +106,12 @@ function UserForm({
             </select>
           </label>
         )}
+        {showStatus && (
+          <label class="check">
+            <input name="overdraft_enabled" type="checkbox" checked={values.overdraft} onChange={(e) => set("overdraft", (e.target as HTMLInputElement).checked)} />
+            Critical overdraft (critical-priority requests may overdraw the quota, up to the configured limit)
+          </label>
+        )}
         <label class="check">
           <input name="is_admin" type="checkbox" checked={values.isAdmin} onChange={(e) => set("isAdmin", (e.target as HTMLInputElement).checked)} />
           Administrator (may manage users and see organisation analytics)
@@ -118,40 +126,6 @@ function UserForm({
           </button>
         </div>
       </form>
-    </Dialog>
-  );
-}
-
-function Confirm({ title, message, action, danger, onCancel, onConfirm }: { title: string; message: string; action: string; danger?: boolean; onCancel: () => void; onConfirm: () => Promise<void> }) {
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  return (
-    <Dialog title={title} onClose={onCancel}>
-      <p>{message}</p>
-      <ErrorBanner error={error} />
-      <div class="actions">
-        <button type="button" onClick={onCancel}>
-          Cancel
-        </button>
-        <button
-          type="button"
-          class={danger ? "danger" : "primary"}
-          disabled={busy}
-          data-testid="confirm"
-          onClick={async () => {
-            setBusy(true);
-            try {
-              await onConfirm();
-            } catch (e) {
-              setError(e);
-            } finally {
-              setBusy(false);
-            }
-          }}
-        >
-          {action}
-        </button>
-      </div>
     </Dialog>
   );
 }
@@ -194,9 +168,24 @@ export function Users({ user: me }: ScreenProps) {
     if (Number(v.quota) !== u.personal_quota) changes.personal_quota = Number(v.quota);
     if (v.status !== u.status) changes.status = v.status;
     if (v.isAdmin !== u.is_admin) changes.is_admin = v.isAdmin;
+    if (v.overdraft !== u.overdraft_enabled) changes.overdraft_enabled = v.overdraft;
     if (Object.keys(changes).length) await api.updateUser(u.id, changes);
     close();
     load();
+  };
+
+  // The status select in a row: vacation releases the user's unused quota to their
+  // team pools, active brings back what was not used, suspended refuses every request.
+  const setStatus = async (u: User, status: UserStatus) => {
+    setError(null);
+    try {
+      await api.updateUser(u.id, { status });
+      load();
+    } catch (e) {
+      setError(e);
+      // The select shows the chosen value; put the stored one back.
+      setUsers((list) => (list ? [...list] : list));
+    }
   };
 
   const needle = filter.trim().toLowerCase();
@@ -224,6 +213,7 @@ export function Users({ user: me }: ScreenProps) {
                 <th>Email</th>
                 <th>Status</th>
                 <th>Role</th>
+                <th>Overdraft</th>
                 <th class="num">Quota</th>
                 <th class="num">Used</th>
                 <th class="num">Available</th>
@@ -239,9 +229,24 @@ export function Users({ user: me }: ScreenProps) {
                     <td>{u.name}</td>
                     <td>{u.email}</td>
                     <td>
-                      <span class={`badge status-${u.status}`}>{statusLabel[u.status] ?? u.status}</span>
+                      <select
+                        class={`status-select status-${u.status}`}
+                        value={u.status}
+                        aria-label={`Status of ${u.email}`}
+                        data-testid="status-select"
+                        disabled={u.id === me.id}
+                        title={u.id === me.id ? "Change your own status from My Usage" : undefined}
+                        onChange={(e) => setStatus(u, (e.target as HTMLSelectElement).value as UserStatus)}
+                      >
+                        {Object.entries(statusLabel).map(([value, label]) => (
+                          <option key={value} value={value}>
+                            {label}
+                          </option>
+                        ))}
+                      </select>
                     </td>
                     <td>{u.is_admin ? <span class="badge">Admin</span> : "User"}</td>
+                    <td data-testid="overdraft">{u.overdraft_enabled ? <span class="badge">On</span> : <span class="muted">Off</span>}</td>
                     <td class="num">{formatInt(u.personal_quota)}</td>
                     <td class="num" data-testid="used">{formatInt(u.used_tokens)}</td>
                     <td class="num">{formatInt(u.available_quota)}</td>
@@ -266,7 +271,7 @@ export function Users({ user: me }: ScreenProps) {
               })}
               {shown.length === 0 && (
                 <tr>
-                  <td colSpan={9} class="muted">
+                  <td colSpan={10} class="muted">
                     No users match.
                   </td>
                 </tr>
@@ -277,12 +282,12 @@ export function Users({ user: me }: ScreenProps) {
       )}
 
       {modal.kind === "create" && (
-        <UserForm title="Add User" initial={{ name: "", email: "", quota: "1000", status: "active", isAdmin: false }} showStatus={false} onCancel={close} onSubmit={create} />
+        <UserForm title="Add User" initial={{ name: "", email: "", quota: "1000", status: "active", isAdmin: false, overdraft: false }} showStatus={false} onCancel={close} onSubmit={create} />
       )}
       {modal.kind === "edit" && (
         <UserForm
           title={`Edit ${modal.user.name}`}
-          initial={{ name: modal.user.name, email: modal.user.email, quota: String(modal.user.personal_quota), status: modal.user.status, isAdmin: modal.user.is_admin }}
+          initial={{ name: modal.user.name, email: modal.user.email, quota: String(modal.user.personal_quota), status: modal.user.status, isAdmin: modal.user.is_admin, overdraft: modal.user.overdraft_enabled }}
           showStatus
           onCancel={close}
           onSubmit={edit(modal.user)}
