@@ -5,6 +5,7 @@
 #   2. cargo test --workspace            native unit tests + DB tests (SQLite, PostgreSQL)
 #   3. release builds + the filter .wasm
 #   4. scripts/validate-envoy.sh         every Envoy config through `envoy --mode validate`
+#      tests/api/schemathesis.sh         the control plane against its /openapi.json
 #   5. pytest tests/e2e                  real Envoy + filter + control plane + local provider
 #   6. tests/browser (node --test)       the dashboard in headless Chromium against the real stack
 #
@@ -92,6 +93,13 @@ stage "release build" cargo build --release -p alfred-control-plane -p alfred-lo
 stage "filter build" cargo build --release --target wasm32-wasip1 -p alfred-filter
 stage "dashboard build" "$ALFRED_ROOT/scripts/build-dashboard.sh"
 stage "envoy validate" "$ALFRED_ROOT/scripts/validate-envoy.sh"
+
+if [[ " ${failed[*]} " == *" release build "* ]]; then
+    warn "[api schema] not run: the release build failed"
+    failed+=("api schema")
+else
+    stage "api schema" "$ALFRED_ROOT/tests/api/schemathesis.sh"
+fi
 
 if [[ " ${failed[*]} " == *" release build "* || " ${failed[*]} " == *" filter build "* ]]; then
     warn "[e2e] not run: a build it needs failed"

@@ -44,11 +44,15 @@ pub fn parse_instant(field: &str, raw: Option<&str>) -> Result<Option<NaiveDateT
     let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
         return Ok(None);
     };
-    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(Some(at.naive_utc()));
-    }
-    if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        return Ok(Some(date.and_time(NaiveTime::MIN)));
+    let parsed = DateTime::parse_from_rfc3339(raw)
+        .map(|at| at.naive_utc())
+        .or_else(|_| NaiveDate::parse_from_str(raw, "%Y-%m-%d").map(|d| d.and_time(NaiveTime::MIN)));
+    if let Ok(at) = parsed {
+        // Stored times are compared as text on SQLite: keep to four-digit years.
+        if !(1..=9999).contains(&chrono::Datelike::year(&at)) {
+            return Err(invalid(field, "the year must be between 1 and 9999"));
+        }
+        return Ok(Some(at));
     }
     Err(invalid(
         field,

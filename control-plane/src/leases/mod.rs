@@ -220,24 +220,35 @@ fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseD
     for &team_id in &teams {
         lock_team(conn, team_id)?;
     }
-    let p = quota::ensure_user_period(conn, now, &user, rules)?.start;
-    release_expired_of_user(conn, now, user_id)?;
-    quota::allocation::repay_debt(conn, now, &user, p, bounds.end)?;
+    // One read for the common case: the period's allocation is issued, and the
+    // personal and debt balances.
+    let p = bounds.start;
+    let mut state = grant_state(conn, user_id, p)?;
+    if !state.allocated {
+        quota::ensure_user_period(conn, now, &user, rules)?;
+        state = grant_state(conn, user_id, p)?;
+    }
+    let mut personal = state.personal.max(0);
+    // Usage past a lease this period is repaid first, so what is left reflects it.
+    let repay = personal.min(state.debt.saturating_neg().max(0));
+    if repay > 0 {
+        ledger::post(
+            conn,
+            now,
+            &Movement::new(Kind::Repayment)
+                .user(user_id)
+                .transfer(Account::Personal(user_id), Account::Debt(user_id), p, repay),
+        )?;
+        personal -= repay;
+    }
+
+    // Credit of this user's expired leases not yet released (the maintenance loop
+    // runs every second) is the user's again: release it now rather than refuse.
+    if personal < ask.requested && release_expired_of_user(conn, now, user_id)? > 0 {
+        personal = ledger::balance(conn, Account::Personal(user_id), p)?.max(0);
+    }
 
     let critical = ask.priority == Priority::Critical;
-    let own: Option<OwnLease> = leases::table
-        .filter(leases::user_id.eq(user_id))
-        .filter(leases::proxy_id.eq(ask.proxy_id))
-        .filter(leases::class.eq(ask.class()))
-        .filter(leases::released_at.is_null())
-        .filter(leases::expires_at.gt(now))
-        .filter(leases::period_start.eq(p))
-        .order((leases::expires_at.desc(), leases::id.asc()))
-        .select((leases::id, leases::granted_tokens, leases::used_tokens))
-        .first(conn)
-        .optional()?;
-
-    let personal = ledger::balance(conn, Account::Personal(user_id), p)?.max(0);
     let mut need = ask.requested;
     let from_personal = need.min(personal);
     need -= from_personal;
@@ -283,36 +294,38 @@ fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseD
         });
     }
 
-    // The lease row first, then the ledger (see the lock order above). The extension
-    // only applies to a lease still unreleased: the maintenance loop may have released
-    // it since it was read (its clock a moment ahead), and then a new lease is made.
+    // The lease row first, then the ledger (see the lock order above): this proxy's
+    // live lease of the class is extended in one statement, or a new one is made.
+    // Only an unreleased lease is extended: the maintenance loop may release one whose
+    // expiry has just passed.
     let expires_at = now + ask.ttl;
-    let extended = match &own {
+    let extended: Option<OwnLease> = crate::on_backend!(conn, |c| diesel::update(
+        leases::table
+            .filter(leases::user_id.eq(user_id))
+            .filter(leases::proxy_id.eq(ask.proxy_id))
+            .filter(leases::class.eq(ask.class()))
+            .filter(leases::released_at.is_null())
+            .filter(leases::expires_at.gt(now))
+            .filter(leases::period_start.eq(p)),
+    )
+    .set((
+        leases::granted_tokens.eq(leases::granted_tokens + total),
+        leases::hold_personal.eq(leases::hold_personal + from_personal),
+        leases::hold_pool.eq(leases::hold_pool + from_pool),
+        leases::hold_overdraft.eq(leases::hold_overdraft + from_overdraft),
+        leases::expires_at.eq(expires_at),
+    ))
+    .returning((leases::id, leases::granted_tokens, leases::used_tokens))
+    .get_result(c)
+    .optional())?;
+    let (lease_id, granted_tokens, quota_remaining) = match extended {
         Some(own) => {
-            diesel::update(
-                leases::table
-                    .find(&own.id)
-                    .filter(leases::released_at.is_null()),
-            )
-            .set((
-                leases::granted_tokens.eq(leases::granted_tokens + total),
-                leases::hold_personal.eq(leases::hold_personal + from_personal),
-                leases::hold_pool.eq(leases::hold_pool + from_pool),
-                leases::hold_overdraft.eq(leases::hold_overdraft + from_overdraft),
-                leases::expires_at.eq(expires_at),
-            ))
-            .execute(conn)?
-                == 1
-        }
-        None => false,
-    };
-    let (lease_id, granted_tokens, quota_remaining) = match own.filter(|_| extended) {
-        Some(own) => {
-            let hold = (own.granted_tokens - own.used_tokens).max(0);
+            // `own` is after the extension.
+            let hold_before = (own.granted_tokens - total - own.used_tokens).max(0);
             (
                 own.id,
-                own.granted_tokens + total,
-                available + hold + own.used_tokens,
+                own.granted_tokens,
+                available + hold_before + own.used_tokens,
             )
         }
         None => {
@@ -456,6 +469,51 @@ pub fn get_lease(conn: &mut DbConnection, lease_id: &str) -> Result<Lease> {
         .ok_or(Error::NotFound("lease"))
 }
 
+/// What a grant reads in one statement.
+#[derive(Debug, QueryableByName)]
+struct GrantState {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    allocated: bool,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    personal: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    debt: i64,
+}
+
+/// Whether the user's allocation for the period is issued, and their personal and
+/// debt balances in it.
+fn grant_state(conn: &mut DbConnection, user_id: i64, p: NaiveDateTime) -> Result<GrantState> {
+    use diesel::sql_types::{Text, Timestamp};
+    let owner = crate::quota::allocation::user_owner(user_id);
+    let personal = Account::Personal(user_id).key();
+    let debt = Account::Debt(user_id).key();
+    // The same statement on both backends but for the placeholder syntax.
+    macro_rules! state_query {
+        ($c:expr, $a:literal, $b:literal, $c2:literal, $d:literal, $e:literal, $f:literal) => {
+            diesel::sql_query(concat!(
+                "SELECT EXISTS (SELECT 1 FROM allocations WHERE owner = ", $a,
+                " AND period_start = ", $b, ") AS allocated, ",
+                "COALESCE((SELECT balance FROM ledger_balances WHERE account = ", $c2,
+                " AND period_start = ", $d, "), 0) AS personal, ",
+                "COALESCE((SELECT balance FROM ledger_balances WHERE account = ", $e,
+                " AND period_start = ", $f, "), 0) AS debt"
+            ))
+            .bind::<Text, _>(&owner)
+            .bind::<Timestamp, _>(p)
+            .bind::<Text, _>(&personal)
+            .bind::<Timestamp, _>(p)
+            .bind::<Text, _>(&debt)
+            .bind::<Timestamp, _>(p)
+            .get_result::<GrantState>($c)
+        };
+    }
+    let state = match conn {
+        DbConnection::Postgres(c) => state_query!(c, "$1", "$2", "$3", "$4", "$5", "$6"),
+        DbConnection::Sqlite(c) => state_query!(c, "?", "?", "?", "?", "?", "?"),
+    }?;
+    Ok(state)
+}
+
 /// The lease columns a release needs.
 #[derive(Debug, Queryable)]
 struct Releasing {
@@ -555,22 +613,23 @@ pub fn release_lease(conn: &mut DbConnection, now: NaiveDateTime, lease_id: &str
     Ok(remaining)
 }
 
-/// Releases the user's expired leases (in the caller's transaction).
+/// Releases the user's expired leases (in the caller's transaction, which holds the
+/// user's and teams' locks); returns how many.
 fn release_expired_of_user(
     conn: &mut DbConnection,
     now: NaiveDateTime,
     user_id: i64,
-) -> Result<()> {
+) -> Result<usize> {
     let expired: Vec<String> = leases::table
         .filter(leases::user_id.eq(user_id))
         .filter(leases::released_at.is_null())
         .filter(leases::expires_at.le(now))
         .select(leases::id)
         .load(conn)?;
-    for id in expired {
-        release_lease(conn, now, &id)?;
+    for id in &expired {
+        release_lease(conn, now, id)?;
     }
-    Ok(())
+    Ok(expired.len())
 }
 
 /// Releases up to `limit` expired leases, oldest expiry first, each in its own

@@ -20,6 +20,14 @@ use crate::db::schema::{ledger_balances, ledger_entries, ledger_movements};
 use crate::db::DbConnection;
 use crate::error::{Error, Result};
 
+/// The largest amount of credit any one input may name (a quota, a pool, a transfer,
+/// a request): 10^15 tokens. Bounding inputs keeps every sum the ledger forms far from
+/// the 64-bit limit (SQLite would silently turn an overflowing sum into a float).
+pub const MAX_TOKENS: i64 = 1_000_000_000_000_000;
+
+/// The most tokens one usage record may report: 10^12.
+pub const MAX_RECORD_TOKENS: i64 = 1_000_000_000_000;
+
 /// The period key of accounts that do not reset (`QUOTA_PERIOD=never` uses it too).
 pub fn timeless() -> NaiveDateTime {
     chrono::DateTime::UNIX_EPOCH.naive_utc()
@@ -319,8 +327,13 @@ pub fn post(
 /// The issuer account's key; its balance is derived from the entries, not cached.
 pub const ISSUED_KEY: &str = "org:issued";
 
+/// Accounts whose balance is derived from the entries instead of cached, because no
+/// decision reads it and caching would cost a row write on every movement: the issuer
+/// (one row every allocation would queue on) and users' held credit (the leases table
+/// says what each lease holds; caching it would double the rows each usage batch
+/// writes).
 fn is_uncached(key: &str) -> bool {
-    key == ISSUED_KEY
+    key == ISSUED_KEY || key.ends_with(":held")
 }
 
 /// Whether an account may hold a negative balance.
@@ -351,12 +364,13 @@ fn apply_deltas(conn: &mut DbConnection, deltas: &[BalanceDelta]) -> Result<()> 
     Ok(())
 }
 
-/// The balance of one account in one period (0 when it never moved); the issuer's
-/// is summed from its entries.
+/// The balance of one account in one period (0 when it never moved); uncached ones
+/// (the issuer, held credit) are summed from their entries.
 pub fn balance(conn: &mut DbConnection, account: Account, period: NaiveDateTime) -> Result<i64> {
-    if account == Account::Issued {
+    let key = account.key();
+    if is_uncached(&key) {
         let amounts: Vec<i64> = ledger_entries::table
-            .filter(ledger_entries::account.eq(ISSUED_KEY))
+            .filter(ledger_entries::account.eq(key))
             .filter(ledger_entries::period_start.eq(period))
             .select(ledger_entries::amount)
             .load(conn)?;
@@ -474,6 +488,8 @@ pub fn audit(conn: &mut DbConnection) -> Result<AuditReport> {
         if !per_account.contains_key(key) && *balance != 0 {
             report.drifted_balances.push(format!("{}@{}", key.0, key.1));
         }
+    }
+    for (key, balance) in &per_account {
         if *balance < 0 && !may_go_negative(&key.0) {
             report.below_floor.push(format!("{}@{}", key.0, key.1));
         }

@@ -68,8 +68,11 @@ fn validate_description(raw: &str) -> Result<&str> {
 }
 
 fn validate_pool(pool: i64) -> Result<()> {
-    if pool < 0 {
-        return Err(Error::invalid("common_pool", "must be ≥ 0"));
+    if !(0..=ledger::MAX_TOKENS).contains(&pool) {
+        return Err(Error::invalid(
+            "common_pool",
+            format!("must be between 0 and {}", ledger::MAX_TOKENS),
+        ));
     }
     Ok(())
 }

@@ -90,6 +90,12 @@ pub(crate) fn validate_amount(amount: i64) -> Result<()> {
             "must be a positive number of tokens",
         ));
     }
+    if amount > ledger::MAX_TOKENS {
+        return Err(Error::invalid(
+            "amount",
+            format!("must be at most {}", ledger::MAX_TOKENS),
+        ));
+    }
     Ok(())
 }
 

@@ -154,8 +154,11 @@ fn validate_record(r: &UsageReport) -> std::result::Result<(), (&'static str, St
         ("cached_tokens", r.cached_tokens),
         ("reasoning_tokens", r.reasoning_tokens),
     ] {
-        if value < 0 {
-            return Err((field, "must be ≥ 0".to_owned()));
+        if !(0..=ledger::MAX_RECORD_TOKENS).contains(&value) {
+            return Err((
+                field,
+                format!("must be between 0 and {}", ledger::MAX_RECORD_TOKENS),
+            ));
         }
     }
     if !(0..=999).contains(&r.status) {

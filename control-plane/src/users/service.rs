@@ -129,8 +129,11 @@ fn validate_name(raw: &str) -> Result<&str> {
 }
 
 fn validate_quota(quota: i64) -> Result<()> {
-    if quota < 0 {
-        return Err(Error::invalid("personal_quota", "must be ≥ 0"));
+    if !(0..=ledger::MAX_TOKENS).contains(&quota) {
+        return Err(Error::invalid(
+            "personal_quota",
+            format!("must be between 0 and {}", ledger::MAX_TOKENS),
+        ));
     }
     Ok(())
 }

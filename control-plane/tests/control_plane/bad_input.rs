@@ -831,7 +831,7 @@ http_test!(transfer_bad_input, |db| {
         t(
             &with(&ok, "amount", "9223372036854775807"),
             Some("amount"),
-            Some("insufficient_quota"),
+            Some("invalid_value"),
         ),
         t(
             &with(&ok, "amount", &(transferable + 1).to_string()),

@@ -11,6 +11,7 @@ mod cli;
 mod dashboard_api;
 mod http_api;
 mod leases;
+mod openapi;
 mod quota_model;
 mod usage;
 mod users;

@@ -59,6 +59,7 @@ db_test!(invalid_input_names_the_field, |db| {
         (input("a@example.com", "   ", 1), "name"),
         (input("a@example.com", &"n".repeat(201), 1), "name"),
         (input("a@example.com", "A", -1), "personal_quota"),
+        (input("a@example.com", "A", 1_000_000_000_000_001), "personal_quota"),
     ];
     for (case, field) in cases {
         match users::create_user(&mut db.conn(), start_time(), case, None) {
@@ -67,11 +68,11 @@ db_test!(invalid_input_names_the_field, |db| {
         }
     }
     assert!(users::list_users(&mut db.conn()).unwrap().is_empty());
-    // 200 characters is fine.
+    // 200 characters and 10^15 tokens are fine.
     users::create_user(
         &mut db.conn(),
         start_time(),
-        input("a@example.com", &"n".repeat(200), i64::MAX),
+        input("a@example.com", &"n".repeat(200), 1_000_000_000_000_000),
         None,
     )
     .unwrap();
