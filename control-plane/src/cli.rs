@@ -1,4 +1,4 @@
-//! The `alfred` command line: `serve` (default), `migrate`, `create-admin`.
+//! The `alfred` command line: `serve` (default), `migrate`, `create-admin`, `seed-demo`.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -48,6 +48,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fill the database with a demo organisation (an admin, 30 people, 5 teams, 30
+    /// days of usage ending now, transfers, approvals) and print the admin's API key
+    /// once.
+    SeedDemo {
+        /// Fixes every name and number: the same seed gives the same demo.
+        #[arg(long, default_value_t = crate::seed::DEFAULT_SEED)]
+        seed: u64,
+        /// Seed even though the database already has users: the demo organisation is
+        /// added beside them (nothing existing is changed; its emails and team names
+        /// must be free). Without it, a database with users is refused, so a real
+        /// deployment is never filled with demo data by mistake.
+        #[arg(long)]
+        force: bool,
+        /// Print the summary as one JSON object (`{"id":…,"api_key":"tp-…",…}`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Why a command failed; `main` prints it and exits non-zero.
@@ -62,6 +79,9 @@ pub enum CliError {
     /// A domain rule refused the command.
     #[error("{0}")]
     Domain(#[from] Error),
+    /// The demo seed refused or stopped.
+    #[error(transparent)]
+    Seed(#[from] crate::seed::SeedError),
     /// The server could not bind or crashed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -137,7 +157,44 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::SeedDemo { seed, force, json } => seed_demo(&config, seed, force, json),
     }
+}
+
+/// `alfred seed-demo`: see `crate::seed`.
+fn seed_demo(config: &Config, seed: u64, force: bool, json: bool) -> Result<(), CliError> {
+    let prices = config.price_catalog()?;
+    let pool = migrated_pool(config)?;
+    let mut conn = pool.get().map_err(Error::from)?;
+    let policy = crate::leases::LeasePolicy {
+        ttl: config.lease_ttl,
+        rules: crate::quota::QuotaRules::from_config(config),
+    };
+    let started = std::time::Instant::now();
+    let summary = crate::seed::seed_demo(
+        &mut conn,
+        SystemClock.now(),
+        policy,
+        &prices,
+        crate::seed::SeedOptions { seed, force },
+    )?;
+    let elapsed = started.elapsed();
+    tracing::info!(
+        seed,
+        users = summary.users,
+        records = summary.records,
+        elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        "demo organisation seeded"
+    );
+    let mut out = std::io::stdout().lock();
+    if json {
+        let line = serde_json::to_string(&crate::seed::SummaryJson::from(&summary))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        writeln!(out, "{line}")?;
+    } else {
+        write!(out, "{}", summary.report(elapsed))?;
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> Result<(), CliError> {

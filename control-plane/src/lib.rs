@@ -4,7 +4,7 @@
 //! Domain modules (`users`, `teams`, `ledger`, `quota`, `leases`, `usage`, `vacation`,
 //! `transfers`, `approvals`, `notifications`, `audit`, `pricing`, `sessions`,
 //! `analytics`) know nothing about HTTP; `http` decodes requests, calls them and
-//! encodes the answers.
+//! encodes the answers. `seed` fills a demo organisation through the same domain calls.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod analytics;
@@ -22,6 +22,7 @@ pub mod maintenance;
 pub mod notifications;
 pub mod pricing;
 pub mod quota;
+pub mod seed;
 pub mod sessions;
 pub mod teams;
 pub mod transfers;

@@ -1,22 +1,28 @@
-//! Usage analytics: tokens, requests and cost from `usage_records`, summed over a
-//! range of UTC days and grouped by day, model, user or project — for the whole
-//! organisation or one user.
+//! Usage analytics: requests, tokens and cost summed over a range of UTC days and
+//! grouped by day, model, user, project or team — for the whole organisation or one
+//! user.
 //!
-//! Records count on the day the control plane ingested them (`created_at`, the clock
-//! quotas are charged by), so these numbers agree with the quota numbers. Costs are
-//! summed in nano-USD (exact integers) and records without a price are counted as
-//! `unpriced_requests`, never as free. The queries read only the covering index of
-//! migration `2026-11-30-100000_analytics_indexes` (org-wide) or the
-//! `(user_id, created_at)` index (one user). Grouping by team comes with teams.
+//! The numbers come from `usage_daily` (see [`rollup`]), a per-day rollup of
+//! `usage_records` that ingestion maintains in the same transaction as it inserts the
+//! records, so a query reads one row per (day, user, model, project, provider) instead
+//! of one per request, and always agrees with the records. Records count on the day
+//! the control plane ingested them (`created_at`, the clock quotas are charged by).
+//! Costs are summed in nano-USD (exact integers); records without a price are counted
+//! as `unpriced_requests`, never as free. Besides volumes, every group carries what
+//! the efficiency measures need (`docs/efficiency.md`): successful, failed and
+//! estimated requests, the tokens of the failed and of the estimated ones, cached and
+//! reasoning tokens.
+
+pub mod rollup;
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
+use chrono::{Datelike, NaiveDate, TimeDelta};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Date, Nullable, Text};
 
-use crate::db::schema::users;
+use crate::db::schema::{usage_daily, users};
 use crate::db::DbConnection;
 use crate::error::{Error, Result};
 
@@ -28,6 +34,9 @@ pub const DEFAULT_RANGE_DAYS: i64 = 30;
 pub const DEFAULT_LIMIT: i64 = 100;
 /// Largest accepted `limit`.
 pub const MAX_LIMIT: i64 = 1000;
+/// Accepted years of `from` and `to`: nothing was recorded before 1970, and four-digit
+/// years keep dates in the form SQLite compares as text.
+const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
 
 /// How records are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +49,9 @@ pub enum GroupBy {
     User,
     /// `X-Project-ID` (records without one form the group with no key).
     Project,
+    /// Team, by current membership: a member of several teams counts in each, and
+    /// users in no team form the group with no key.
+    Team,
 }
 
 impl GroupBy {
@@ -50,6 +62,7 @@ impl GroupBy {
             Self::Model => "model",
             Self::User => "user",
             Self::Project => "project",
+            Self::Team => "team",
         }
     }
 }
@@ -69,15 +82,16 @@ impl FromStr for GroupBy {
             "model" => Ok(Self::Model),
             "user" => Ok(Self::User),
             "project" => Ok(Self::Project),
+            "team" => Ok(Self::Team),
             _ => Err(Error::invalid(
                 "group_by",
-                format!("expected day, model, user or project, got {s:?}"),
+                format!("expected day, model, user, project or team, got {s:?}"),
             )),
         }
     }
 }
 
-/// An inclusive range of UTC days.
+/// An inclusive range of whole UTC days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DayRange {
     /// First day.
@@ -87,13 +101,24 @@ pub struct DayRange {
 }
 
 impl DayRange {
-    /// Parses `from`/`to` (`YYYY-MM-DD`, both optional: `to` defaults to `today`, `from`
-    /// to 29 days before `to`). Errors name the parameter.
+    /// Parses `from`/`to` (`YYYY-MM-DD`, 1970-01-01 to 9999-12-31, both optional: `to`
+    /// defaults to `today`, `from` to 29 days before `to`). Errors name the parameter.
     pub fn parse(from: Option<&str>, to: Option<&str>, today: NaiveDate) -> Result<Self> {
         let day = |field: &'static str, raw: &str| {
-            NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").map_err(|_| {
-                Error::invalid(field, format!("expected a date YYYY-MM-DD, got {raw:?}"))
-            })
+            let bad = || Error::invalid(field, format!("expected a date YYYY-MM-DD, got {raw:?}"));
+            let trimmed = raw.trim();
+            // chrono alone would accept `+12345-01-01` or `2026-1-5`.
+            if trimmed.len() != 10 {
+                return Err(bad());
+            }
+            let date = NaiveDate::parse_from_str(trimmed, "%Y-%m-%d").map_err(|_| bad())?;
+            if !YEARS.contains(&date.year()) {
+                return Err(Error::invalid(
+                    field,
+                    "must be between 1970-01-01 and 9999-12-31",
+                ));
+            }
+            Ok(date)
         };
         let to = match to {
             Some(raw) => day("to", raw)?,
@@ -115,14 +140,10 @@ impl DayRange {
         Ok(Self { from, to })
     }
 
-    /// The first instant of the range.
-    pub fn start(&self) -> NaiveDateTime {
-        self.from.and_time(chrono::NaiveTime::MIN)
-    }
-
-    /// The first instant after the range.
-    pub fn end(&self) -> NaiveDateTime {
-        (self.to + TimeDelta::days(1)).and_time(chrono::NaiveTime::MIN)
+    /// The days of the range, in order.
+    pub fn days(&self) -> impl Iterator<Item = NaiveDate> {
+        let to = self.to;
+        self.from.iter_days().take_while(move |d| *d <= to)
     }
 }
 
@@ -140,37 +161,72 @@ pub fn parse_limit(raw: Option<&str>) -> Result<i64> {
     }
 }
 
+/// The sums over a set of usage records — the value columns of `usage_daily`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, QueryableByName, Insertable)]
+#[diesel(table_name = usage_daily, treat_none_as_default_value = false)]
+pub struct Totals {
+    /// Requests (usage records).
+    pub requests: i64,
+    /// Requests answered with a 2xx status.
+    pub successful_requests: i64,
+    /// Requests with any other status (0 included: the client got no answer).
+    pub failed_requests: i64,
+    /// Requests whose usage the filter estimated (a stream cut before the provider
+    /// reported usage).
+    pub estimated_requests: i64,
+    /// Input tokens (cached included).
+    pub input_tokens: i64,
+    /// Output tokens (reasoning included).
+    pub output_tokens: i64,
+    /// Total tokens, what quotas count.
+    pub total_tokens: i64,
+    /// Cached input tokens.
+    pub cached_tokens: i64,
+    /// Reasoning output tokens.
+    pub reasoning_tokens: i64,
+    /// Total tokens of the failed requests.
+    pub failed_tokens: i64,
+    /// Total tokens of the estimated requests.
+    pub estimated_tokens: i64,
+    /// Cost of the priced records, nano-USD.
+    pub cost_nano_usd: i64,
+    /// Records of models without a price (not in the cost).
+    pub unpriced_requests: i64,
+}
+
+/// The value columns of `usage_daily`, in [`Totals`] order.
+const TOTAL_COLUMNS: [&str; 13] = [
+    "requests",
+    "successful_requests",
+    "failed_requests",
+    "estimated_requests",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "failed_tokens",
+    "estimated_tokens",
+    "cost_nano_usd",
+    "unpriced_requests",
+];
+
 /// Sums over one group.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 pub struct UsageRow {
-    /// The group: day (`YYYY-MM-DD`), model, user id or project id; `None` for records
-    /// without a project.
+    /// The group: day (`YYYY-MM-DD`), model, user id, project id or team id; `None`
+    /// for records without a project, or of users in no team.
     #[diesel(sql_type = Nullable<Text>)]
     pub key: Option<String>,
-    /// The user's name (grouping by user).
+    /// The user's name (grouping by user) or the team's name (grouping by team).
     #[diesel(sql_type = Nullable<Text>)]
     pub label: Option<String>,
     /// The user's email (grouping by user).
     #[diesel(sql_type = Nullable<Text>)]
     pub email: Option<String>,
-    /// Requests (usage records).
-    #[diesel(sql_type = BigInt)]
-    pub requests: i64,
-    /// Input tokens (cached included).
-    #[diesel(sql_type = BigInt)]
-    pub input_tokens: i64,
-    /// Output tokens (reasoning included).
-    #[diesel(sql_type = BigInt)]
-    pub output_tokens: i64,
-    /// Total tokens, what quotas count.
-    #[diesel(sql_type = BigInt)]
-    pub total_tokens: i64,
-    /// Cost of the priced records, nano-USD.
-    #[diesel(sql_type = BigInt)]
-    pub cost_nano_usd: i64,
-    /// Records of models without a price (not in the cost).
-    #[diesel(sql_type = BigInt)]
-    pub unpriced_requests: i64,
+    /// The sums.
+    #[diesel(embed)]
+    pub totals: Totals,
 }
 
 impl UsageRow {
@@ -179,12 +235,7 @@ impl UsageRow {
             key: Some(key),
             label: None,
             email: None,
-            requests: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            total_tokens: 0,
-            cost_nano_usd: 0,
-            unpriced_requests: 0,
+            totals: Totals::default(),
         }
     }
 }
@@ -197,79 +248,57 @@ pub struct Summary {
     /// Users with at least one record in the range.
     pub active_users: i64,
     /// The sums.
-    pub totals: UsageRow,
+    pub totals: Totals,
 }
 
 #[derive(QueryableByName)]
-struct ActiveUsers {
+struct SummaryRow {
     #[diesel(sql_type = BigInt)]
     active_users: i64,
+    #[diesel(embed)]
+    totals: Totals,
 }
 
-const SUMS: &str = "CAST(COUNT(*) AS BIGINT) AS requests, \
-    CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, \
-    CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, \
-    CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT) AS total_tokens, \
-    CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT) AS cost_nano_usd, \
-    CAST(COALESCE(SUM(CASE WHEN unpriced THEN 1 ELSE 0 END), 0) AS BIGINT) AS unpriced_requests";
-
-/// Which backend's SQL to write.
-#[derive(Clone, Copy)]
-enum Dialect {
-    Sqlite,
-    Postgres,
+/// `CAST(COALESCE(SUM(<prefix>c), 0) AS BIGINT) AS c, …` over the value columns
+/// (PostgreSQL's SUM of BIGINT is NUMERIC, and NULL over no rows).
+fn sums(prefix: &str) -> String {
+    TOTAL_COLUMNS
+        .iter()
+        .map(|c| format!("CAST(COALESCE(SUM({prefix}{c}), 0) AS BIGINT) AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-impl Dialect {
-    fn of(conn: &DbConnection) -> Self {
-        match conn {
-            DbConnection::Sqlite(_) => Self::Sqlite,
-            DbConnection::Postgres(_) => Self::Postgres,
-        }
-    }
+/// `<prefix>c, …` over the value columns.
+fn columns(prefix: &str) -> String {
+    TOTAL_COLUMNS
+        .iter()
+        .map(|c| format!("{prefix}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
-    /// The `n`th bind placeholder (1-based).
-    fn param(self, n: usize) -> String {
-        match self {
-            Self::Sqlite => "?".to_owned(),
-            Self::Postgres => format!("${n}"),
-        }
-    }
-
-    /// `(grouping expression, its key as YYYY-MM-DD)` of a record's UTC day.
-    fn day_of_created_at(self) -> (&'static str, &'static str) {
-        match self {
-            // diesel stores SQLite timestamps as `YYYY-MM-DD HH:MM:SS[.f]` text.
-            Self::Sqlite => ("substr(created_at, 1, 10)", "substr(created_at, 1, 10)"),
-            // Group by the cheap cast; format once per group, not once per record.
-            Self::Postgres => (
-                "created_at::date",
-                "to_char(created_at::date, 'YYYY-MM-DD')",
-            ),
-        }
-    }
-
-    fn filter(self, user: Option<i64>) -> String {
-        let mut sql = format!(
-            "created_at >= {} AND created_at < {}",
-            self.param(1),
-            self.param(2)
-        );
-        if user.is_some() {
-            sql.push_str(&format!(" AND user_id = {}", self.param(3)));
-        }
-        sql
+/// `day >= from AND day <= to [AND user_id = user]` with the backend's placeholders.
+fn filter(conn: &DbConnection, user: Option<i64>) -> String {
+    let (from, to, user_id) = match conn {
+        DbConnection::Sqlite(_) => ("?", "?", "?"),
+        DbConnection::Postgres(_) => ("$1", "$2", "$3"),
+    };
+    match user {
+        Some(_) => format!("day >= {from} AND day <= {to} AND user_id = {user_id}"),
+        None => format!("day >= {from} AND day <= {to}"),
     }
 }
 
-/// Loads `sql` (binding the range start, end and the optional user) on either backend.
+/// Loads `sql` (binding the range's first and last day and the optional user) on
+/// either backend.
 fn load<T>(conn: &mut DbConnection, sql: &str, range: DayRange, user: Option<i64>) -> Result<Vec<T>>
 where
     T: QueryableByName<diesel::sqlite::Sqlite> + QueryableByName<diesel::pg::Pg> + 'static,
 {
     let query = diesel::sql_query(sql)
-        .bind::<Timestamp, _>(range.start())
-        .bind::<Timestamp, _>(range.end());
+        .bind::<Date, _>(range.from)
+        .bind::<Date, _>(range.to);
     let rows = match (conn, user) {
         (DbConnection::Sqlite(c), None) => query.load(c)?,
         (DbConnection::Sqlite(c), Some(u)) => query.bind::<BigInt, _>(u).load(c)?,
@@ -289,34 +318,56 @@ pub fn usage(
     group: GroupBy,
     limit: i64,
 ) -> Result<Vec<UsageRow>> {
-    let dialect = Dialect::of(conn);
-    let filter = dialect.filter(user);
+    let filter = filter(conn, user);
     let limit = limit.clamp(1, MAX_LIMIT);
+    let no_label = "CAST(NULL AS TEXT) AS label, CAST(NULL AS TEXT) AS email";
     let sql = match group {
         GroupBy::Day => {
-            let (day, key) = dialect.day_of_created_at();
+            // SQLite stores a DATE as its `YYYY-MM-DD` text already.
+            let key = match conn {
+                DbConnection::Sqlite(_) => "day",
+                DbConnection::Postgres(_) => "to_char(day, 'YYYY-MM-DD')",
+            };
             format!(
-                "SELECT {key} AS key, CAST(NULL AS TEXT) AS label, CAST(NULL AS TEXT) AS email, {SUMS} \
-                 FROM usage_records WHERE {filter} GROUP BY {day} ORDER BY key"
+                "SELECT {key} AS key, {no_label}, {sums} FROM usage_daily WHERE {filter} \
+                 GROUP BY day ORDER BY day",
+                sums = sums("")
             )
         }
         GroupBy::Model => format!(
-            "SELECT model AS key, CAST(NULL AS TEXT) AS label, CAST(NULL AS TEXT) AS email, {SUMS} \
-             FROM usage_records WHERE {filter} GROUP BY model \
-             ORDER BY total_tokens DESC, key LIMIT {limit}"
+            "SELECT model AS key, {no_label}, {sums} FROM usage_daily WHERE {filter} \
+             GROUP BY model ORDER BY total_tokens DESC, model LIMIT {limit}",
+            sums = sums("")
         ),
+        // '' (stored for requests without a project) sorts first on both backends,
+        // where NULL would not.
         GroupBy::Project => format!(
-            "SELECT project_id AS key, CAST(NULL AS TEXT) AS label, CAST(NULL AS TEXT) AS email, {SUMS} \
-             FROM usage_records WHERE {filter} GROUP BY project_id \
-             ORDER BY total_tokens DESC, key LIMIT {limit}"
+            "SELECT NULLIF(project_id, '') AS key, {no_label}, {sums} FROM usage_daily \
+             WHERE {filter} GROUP BY project_id \
+             ORDER BY total_tokens DESC, project_id LIMIT {limit}",
+            sums = sums("")
         ),
         GroupBy::User => format!(
-            "SELECT CAST(g.user_id AS TEXT) AS key, u.name AS label, u.email AS email, \
-                    g.requests, g.input_tokens, g.output_tokens, g.total_tokens, \
-                    g.cost_nano_usd, g.unpriced_requests \
-             FROM (SELECT user_id, {SUMS} FROM usage_records WHERE {filter} GROUP BY user_id) g \
+            "SELECT CAST(g.user_id AS TEXT) AS key, u.name AS label, u.email AS email, {cols} \
+             FROM (SELECT user_id, {sums} FROM usage_daily WHERE {filter} GROUP BY user_id) g \
              JOIN users u ON u.id = g.user_id \
-             ORDER BY g.total_tokens DESC, g.user_id LIMIT {limit}"
+             ORDER BY g.total_tokens DESC, g.user_id LIMIT {limit}",
+            cols = columns("g."),
+            sums = sums("")
+        ),
+        // Per user first (one row each), then onto the user's current teams: a member
+        // of several teams counts in each; users in no team form the NULL group.
+        GroupBy::Team => format!(
+            "SELECT CAST(m.team_id AS TEXT) AS key, m.name AS label, \
+                    CAST(NULL AS TEXT) AS email, {team_sums} \
+             FROM (SELECT user_id, {sums} FROM usage_daily WHERE {filter} GROUP BY user_id) g \
+             LEFT JOIN (SELECT tm.user_id, t.id AS team_id, t.name FROM team_members tm \
+                        JOIN teams t ON t.id = tm.team_id WHERE t.deleted_at IS NULL) m \
+                    ON m.user_id = g.user_id \
+             GROUP BY m.team_id, m.name \
+             ORDER BY total_tokens DESC, COALESCE(m.team_id, 0) LIMIT {limit}",
+            team_sums = sums("g."),
+            sums = sums("")
         ),
     };
     let rows: Vec<UsageRow> = load(conn, &sql, range, user)?;
@@ -330,8 +381,7 @@ pub fn usage(
 fn every_day(range: DayRange, rows: Vec<UsageRow>) -> Vec<UsageRow> {
     let mut rows = rows.into_iter().peekable();
     let mut out = Vec::new();
-    let mut day = range.from;
-    while day <= range.to {
+    for day in range.days() {
         let key = day.format("%Y-%m-%d").to_string();
         match rows.peek() {
             Some(row) if row.key.as_deref() == Some(key.as_str()) => {
@@ -341,33 +391,21 @@ fn every_day(range: DayRange, rows: Vec<UsageRow>) -> Vec<UsageRow> {
             }
             _ => out.push(UsageRow::empty(key)),
         }
-        day += TimeDelta::days(1);
     }
     out
 }
 
 /// Totals over `range`, for everyone or one user.
 pub fn summary(conn: &mut DbConnection, range: DayRange, user: Option<i64>) -> Result<Summary> {
-    let dialect = Dialect::of(conn);
-    let filter = dialect.filter(user);
     let sql = format!(
-        "SELECT CAST(NULL AS TEXT) AS key, CAST(NULL AS TEXT) AS label, CAST(NULL AS TEXT) AS email, \
-         {SUMS} FROM usage_records WHERE {filter}"
+        "SELECT CAST(COUNT(DISTINCT user_id) AS BIGINT) AS active_users, {sums} \
+         FROM usage_daily WHERE {filter}",
+        sums = sums(""),
+        filter = filter(conn, user)
     );
-    let totals = load::<UsageRow>(conn, &sql, range, user)?
+    let row = load::<SummaryRow>(conn, &sql, range, user)?
         .pop()
         .ok_or(Error::NotFound("usage totals"))?;
-    let active_users = if user.is_some() {
-        i64::from(totals.requests > 0)
-    } else {
-        let sql = format!(
-            "SELECT CAST(COUNT(DISTINCT user_id) AS BIGINT) AS active_users \
-             FROM usage_records WHERE {filter}"
-        );
-        load::<ActiveUsers>(conn, &sql, range, None)?
-            .pop()
-            .map_or(0, |r| r.active_users)
-    };
     let users = match user {
         Some(_) => 1,
         None => users::table
@@ -377,8 +415,8 @@ pub fn summary(conn: &mut DbConnection, range: DayRange, user: Option<i64>) -> R
     };
     Ok(Summary {
         users,
-        active_users,
-        totals,
+        active_users: row.active_users,
+        totals: row.totals,
     })
 }
 
@@ -401,30 +439,34 @@ mod tests {
             }
         );
         let r = DayRange::parse(Some("2026-11-29"), Some("2026-11-30"), today).unwrap();
-        assert_eq!(r.start().to_string(), "2026-11-29 00:00:00");
-        assert_eq!(r.end().to_string(), "2026-12-01 00:00:00");
+        assert_eq!(
+            r.days().collect::<Vec<_>>(),
+            [d("2026-11-29"), d("2026-11-30")]
+        );
         let field = |e: Error| match e {
             Error::Invalid { field, .. } => field,
             other => panic!("unexpected {other:?}"),
         };
-        assert_eq!(
-            field(DayRange::parse(Some("yesterday"), None, today).unwrap_err()),
-            "from"
-        );
-        assert_eq!(
-            field(DayRange::parse(None, Some("2026-13-01"), today).unwrap_err()),
-            "to"
-        );
-        assert_eq!(
-            field(DayRange::parse(Some("2026-12-01"), Some("2026-11-01"), today).unwrap_err()),
-            "from"
-        );
-        assert_eq!(
-            field(DayRange::parse(Some("2025-01-01"), Some("2026-11-01"), today).unwrap_err()),
-            "from"
-        );
+        for (from, to, bad) in [
+            (Some("yesterday"), None, "from"),
+            (None, Some("2026-13-01"), "to"),
+            (Some("2026-12-01"), Some("2026-11-01"), "from"),
+            (Some("2025-01-01"), Some("2026-11-01"), "from"),
+            (Some("+2026-11-01"), None, "from"),
+            (Some("2026-11-1"), None, "from"),
+            (None, Some("1969-12-31"), "to"),
+            (Some("0001-01-01"), Some("2026-11-01"), "from"),
+        ] {
+            assert_eq!(
+                field(DayRange::parse(from, to, today).unwrap_err()),
+                bad,
+                "{from:?} {to:?}"
+            );
+        }
         assert!(DayRange::parse(Some("2025-11-30"), Some("2026-11-30"), today).is_ok());
+        assert!(DayRange::parse(Some("9999-12-31"), Some("9999-12-31"), today).is_ok());
         assert_eq!(field("week".parse::<GroupBy>().unwrap_err()), "group_by");
+        assert_eq!("team".parse::<GroupBy>().unwrap(), GroupBy::Team);
         assert_eq!(field(parse_limit(Some("0")).unwrap_err()), "limit");
         assert_eq!(parse_limit(None).unwrap(), DEFAULT_LIMIT);
     }
@@ -436,11 +478,11 @@ mod tests {
             to: d("2026-11-30"),
         };
         let mut row = UsageRow::empty("2026-11-29".into());
-        row.requests = 2;
+        row.totals.requests = 2;
         let rows = every_day(range, vec![row.clone()]);
         let keys: Vec<_> = rows.iter().map(|r| r.key.clone().unwrap()).collect();
         assert_eq!(keys, ["2026-11-28", "2026-11-29", "2026-11-30"]);
         assert_eq!(rows[1], row);
-        assert_eq!(rows[0].requests, 0);
+        assert_eq!(rows[0].totals.requests, 0);
     }
 }

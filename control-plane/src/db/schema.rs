@@ -168,6 +168,29 @@ diesel::table! {
 }
 
 diesel::table! {
+    usage_daily (day, user_id, model, project_id, provider) {
+        day -> Date,
+        user_id -> BigInt,
+        model -> Text,
+        project_id -> Text,
+        provider -> Text,
+        requests -> BigInt,
+        successful_requests -> BigInt,
+        failed_requests -> BigInt,
+        estimated_requests -> BigInt,
+        input_tokens -> BigInt,
+        output_tokens -> BigInt,
+        total_tokens -> BigInt,
+        cached_tokens -> BigInt,
+        reasoning_tokens -> BigInt,
+        failed_tokens -> BigInt,
+        estimated_tokens -> BigInt,
+        cost_nano_usd -> BigInt,
+        unpriced_requests -> BigInt,
+    }
+}
+
+diesel::table! {
     usage_records (id) {
         id -> BigInt,
         request_id -> Text,
@@ -230,6 +253,7 @@ diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(quota_requests -> users (user_id));
 diesel::joinable!(team_members -> teams (team_id));
 diesel::joinable!(team_members -> users (user_id));
+diesel::joinable!(usage_daily -> users (user_id));
 diesel::joinable!(usage_records -> users (user_id));
 diesel::joinable!(vacation_releases -> teams (team_id));
 diesel::joinable!(vacation_releases -> users (user_id));
@@ -249,6 +273,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     team_members,
     teams,
     transfers,
+    usage_daily,
     usage_records,
     users,
     vacation_releases,

@@ -1,10 +1,10 @@
 //! Usage analytics: `/v1/admin/analytics/*` (admins: the organisation, or one user
 //! with `user_id`) and `/v1/users/me/analytics/*` (any user: their own).
 //!
-//! Query parameters: `from`, `to` (`YYYY-MM-DD`, UTC, inclusive; default the last 30
-//! days), `group_by` (`day`, `model`, `user`, `project`), `limit` (groups other than
-//! days, 1–1000, default 100) and, for admins, `user_id`. An unknown, repeated or bad
-//! parameter is a 422 naming it.
+//! Query parameters: `from`, `to` (`YYYY-MM-DD`, whole UTC days, both inclusive;
+//! default the last 30 days), `group_by` (`day`, `model`, `user`, `project`, `team`),
+//! `limit` (groups other than days, 1–1000, default 100) and, for admins, `user_id`.
+//! An unknown, repeated or bad parameter is a 422 naming it.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::auth::{authorize, presented_key, Require};
 use super::error::ApiError;
 use super::AppState;
-use crate::analytics::{self, DayRange, GroupBy, Summary, UsageRow};
+use crate::analytics::{self, DayRange, GroupBy, Summary, Totals, UsageRow};
 use crate::error::Error;
 
 /// Whose usage a route reads.
@@ -78,6 +78,44 @@ fn invalid(field: &str, message: String) -> ApiError {
     ApiError::from(Error::invalid(field.to_owned(), message))
 }
 
+/// The sums on the wire (one group's, or the range's).
+#[derive(Debug, Serialize)]
+pub struct TotalsBody {
+    requests: i64,
+    successful_requests: i64,
+    failed_requests: i64,
+    estimated_requests: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    total_tokens: i64,
+    cached_tokens: i64,
+    reasoning_tokens: i64,
+    failed_tokens: i64,
+    estimated_tokens: i64,
+    cost_usd: f64,
+    unpriced_requests: i64,
+}
+
+impl From<Totals> for TotalsBody {
+    fn from(t: Totals) -> Self {
+        Self {
+            requests: t.requests,
+            successful_requests: t.successful_requests,
+            failed_requests: t.failed_requests,
+            estimated_requests: t.estimated_requests,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            total_tokens: t.total_tokens,
+            cached_tokens: t.cached_tokens,
+            reasoning_tokens: t.reasoning_tokens,
+            failed_tokens: t.failed_tokens,
+            estimated_tokens: t.estimated_tokens,
+            cost_usd: usd(t.cost_nano_usd),
+            unpriced_requests: t.unpriced_requests,
+        }
+    }
+}
+
 /// One group's sums on the wire.
 #[derive(Debug, Serialize)]
 pub struct UsageRowBody {
@@ -86,12 +124,8 @@ pub struct UsageRowBody {
     name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<String>,
-    requests: i64,
-    input_tokens: i64,
-    output_tokens: i64,
-    total_tokens: i64,
-    cost_usd: f64,
-    unpriced_requests: i64,
+    #[serde(flatten)]
+    totals: TotalsBody,
 }
 
 impl From<UsageRow> for UsageRowBody {
@@ -100,12 +134,7 @@ impl From<UsageRow> for UsageRowBody {
             key: r.key,
             name: r.label,
             email: r.email,
-            requests: r.requests,
-            input_tokens: r.input_tokens,
-            output_tokens: r.output_tokens,
-            total_tokens: r.total_tokens,
-            cost_usd: usd(r.cost_nano_usd),
-            unpriced_requests: r.unpriced_requests,
+            totals: r.totals.into(),
         }
     }
 }
@@ -124,12 +153,8 @@ struct SummaryBody {
     to: String,
     users: i64,
     active_users: i64,
-    requests: i64,
-    input_tokens: i64,
-    output_tokens: i64,
-    total_tokens: i64,
-    cost_usd: f64,
-    unpriced_requests: i64,
+    #[serde(flatten)]
+    totals: TotalsBody,
 }
 
 impl SummaryBody {
@@ -139,12 +164,7 @@ impl SummaryBody {
             to: range.to.to_string(),
             users: s.users,
             active_users: s.active_users,
-            requests: s.totals.requests,
-            input_tokens: s.totals.input_tokens,
-            output_tokens: s.totals.output_tokens,
-            total_tokens: s.totals.total_tokens,
-            cost_usd: usd(s.totals.cost_nano_usd),
-            unpriced_requests: s.totals.unpriced_requests,
+            totals: s.totals.into(),
         }
     }
 }

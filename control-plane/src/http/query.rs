@@ -46,7 +46,9 @@ pub fn parse_instant(field: &str, raw: Option<&str>) -> Result<Option<NaiveDateT
     };
     let parsed = DateTime::parse_from_rfc3339(raw)
         .map(|at| at.naive_utc())
-        .or_else(|_| NaiveDate::parse_from_str(raw, "%Y-%m-%d").map(|d| d.and_time(NaiveTime::MIN)));
+        .or_else(|_| {
+            NaiveDate::parse_from_str(raw, "%Y-%m-%d").map(|d| d.and_time(NaiveTime::MIN))
+        });
     if let Ok(at) = parsed {
         // Stored times are compared as text on SQLite: keep to four-digit years.
         if !(1..=9999).contains(&chrono::Datelike::year(&at)) {

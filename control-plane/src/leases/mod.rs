@@ -235,9 +235,12 @@ fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseD
         ledger::post(
             conn,
             now,
-            &Movement::new(Kind::Repayment)
-                .user(user_id)
-                .transfer(Account::Personal(user_id), Account::Debt(user_id), p, repay),
+            &Movement::new(Kind::Repayment).user(user_id).transfer(
+                Account::Personal(user_id),
+                Account::Debt(user_id),
+                p,
+                repay,
+            ),
         )?;
         personal -= repay;
     }
@@ -309,7 +312,12 @@ fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseD
             .filter(leases::period_start.eq(p)),
     )
     .set((
-        leases::granted_tokens.eq(leases::granted_tokens + total),
+        // A lease already used past its grant had the excess charged as debt, not
+        // to its hold: it grows from what it used, so its hold stays exactly what
+        // the ledger holds for it.
+        leases::granted_tokens.eq(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "CASE WHEN used_tokens > granted_tokens THEN used_tokens ELSE granted_tokens END",
+        ) + total),
         leases::hold_personal.eq(leases::hold_personal + from_personal),
         leases::hold_pool.eq(leases::hold_pool + from_pool),
         leases::hold_overdraft.eq(leases::hold_overdraft + from_overdraft),
@@ -320,7 +328,7 @@ fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseD
     .optional())?;
     let (lease_id, granted_tokens, quota_remaining) = match extended {
         Some(own) => {
-            // `own` is after the extension.
+            // `own` is after the extension (its grant at least its usage before it).
             let hold_before = (own.granted_tokens - total - own.used_tokens).max(0);
             (
                 own.id,
@@ -491,12 +499,21 @@ fn grant_state(conn: &mut DbConnection, user_id: i64, p: NaiveDateTime) -> Resul
     macro_rules! state_query {
         ($c:expr, $a:literal, $b:literal, $c2:literal, $d:literal, $e:literal, $f:literal) => {
             diesel::sql_query(concat!(
-                "SELECT EXISTS (SELECT 1 FROM allocations WHERE owner = ", $a,
-                " AND period_start = ", $b, ") AS allocated, ",
-                "COALESCE((SELECT balance FROM ledger_balances WHERE account = ", $c2,
-                " AND period_start = ", $d, "), 0) AS personal, ",
-                "COALESCE((SELECT balance FROM ledger_balances WHERE account = ", $e,
-                " AND period_start = ", $f, "), 0) AS debt"
+                "SELECT EXISTS (SELECT 1 FROM allocations WHERE owner = ",
+                $a,
+                " AND period_start = ",
+                $b,
+                ") AS allocated, ",
+                "COALESCE((SELECT balance FROM ledger_balances WHERE account = ",
+                $c2,
+                " AND period_start = ",
+                $d,
+                "), 0) AS personal, ",
+                "COALESCE((SELECT balance FROM ledger_balances WHERE account = ",
+                $e,
+                " AND period_start = ",
+                $f,
+                "), 0) AS debt"
             ))
             .bind::<Text, _>(&owner)
             .bind::<Timestamp, _>(p)

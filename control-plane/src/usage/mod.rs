@@ -317,6 +317,8 @@ fn write_round(
             .into_iter()
             .map(|row| (row.0.clone(), row))
             .collect();
+        // The analytics rollup, from the records actually inserted (in key order).
+        crate::analytics::rollup::add_inserted(conn, &rows, |id| inserted.contains_key(id))?;
 
         // Usage per lease, and per (user, period) for records without a usable lease.
         let mut per_lease: BTreeMap<String, i64> = BTreeMap::new();

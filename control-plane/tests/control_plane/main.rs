@@ -5,6 +5,7 @@
 mod common;
 mod concurrency;
 
+mod analytics;
 mod authz;
 mod bad_input;
 mod cli;
@@ -13,5 +14,6 @@ mod http_api;
 mod leases;
 mod openapi;
 mod quota_model;
+mod seed;
 mod usage;
 mod users;

@@ -797,9 +797,17 @@ db_test!(usage_past_a_lease_is_debt_repaid_by_the_next_grant, |db| {
         10_000,
         Priority::Normal,
     ));
-    assert_eq!(total, 100 + 870);
+    assert_eq!(total, 130 + 870); // the grant counts the 130 it used
     let v = view(&db, ann.user.id, now, RULES);
     assert_eq!(v.debt, 0);
+    // The extended lease held exactly the 870 (its overrun went to debt, not to its
+    // hold): at expiry all of it comes back and nothing stays held.
+    release_all(&db, now + TimeDelta::seconds(61));
+    let mut conn = db.conn();
+    assert_eq!(balance(&mut conn, Account::Held(ann.user.id), now), 0);
+    drop(conn);
+    let v = view(&db, ann.user.id, now + TimeDelta::seconds(61), RULES);
+    assert_eq!((v.used_tokens, v.available_quota), (130, 870));
     assert_clean(&db);
 });
 

@@ -59,7 +59,10 @@ db_test!(invalid_input_names_the_field, |db| {
         (input("a@example.com", "   ", 1), "name"),
         (input("a@example.com", &"n".repeat(201), 1), "name"),
         (input("a@example.com", "A", -1), "personal_quota"),
-        (input("a@example.com", "A", 1_000_000_000_000_001), "personal_quota"),
+        (
+            input("a@example.com", "A", 1_000_000_000_000_001),
+            "personal_quota",
+        ),
     ];
     for (case, field) in cases {
         match users::create_user(&mut db.conn(), start_time(), case, None) {

@@ -1,0 +1,197 @@
+//! Maintenance of `usage_daily`, the per-day rollup the analytics read.
+//!
+//! Usage ingestion calls [`add_inserted`] inside its transaction, right after inserting
+//! a round's records, with the records it actually inserted: a repeated batch (or a
+//! request id seen twice) adds nothing, so the rollup stays equal to the aggregate of
+//! `usage_records`. The round is summed per (day, user, model, project, provider) in
+//! Rust first, then written as ONE multi-row upsert (PostgreSQL: one statement over
+//! `unnest`ed arrays; SQLite: multi-row `INSERT … ON CONFLICT DO UPDATE` in chunks),
+//! in key order so concurrent rounds take the rows' locks in the same order.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::NaiveDate;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Date, Text};
+use diesel::upsert::excluded;
+
+use super::Totals;
+use crate::db::schema::usage_daily;
+use crate::db::DbConnection;
+use crate::error::Result;
+use crate::usage::NewUsageRecord;
+
+/// Rows per SQLite upsert statement: 18 bind parameters each stays far below SQLite's
+/// 32,766 parameter limit.
+const UPSERT_CHUNK_ROWS: usize = 500;
+
+/// A rollup row's key: (UTC day, user, model, project or "", provider).
+type Key<'a> = (NaiveDate, i64, &'a str, &'a str, &'a str);
+
+impl Totals {
+    /// Adds one usage record.
+    pub fn add_record(&mut self, r: &NewUsageRecord<'_>) {
+        let ok = (200..=299).contains(&r.status);
+        let tokens = r.total_tokens;
+        self.requests += 1;
+        self.successful_requests += i64::from(ok);
+        self.failed_requests += i64::from(!ok);
+        self.estimated_requests += i64::from(r.estimated);
+        self.input_tokens = self.input_tokens.saturating_add(r.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(r.output_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(r.cached_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(r.reasoning_tokens);
+        if !ok {
+            self.failed_tokens = self.failed_tokens.saturating_add(tokens);
+        }
+        if r.estimated {
+            self.estimated_tokens = self.estimated_tokens.saturating_add(tokens);
+        }
+        self.cost_nano_usd = self.cost_nano_usd.saturating_add(r.cost_nano_usd);
+        self.unpriced_requests += i64::from(r.unpriced);
+    }
+}
+
+/// Insert form of a `usage_daily` row (a delta, added to the stored row on conflict).
+#[derive(Debug, Insertable)]
+#[diesel(table_name = usage_daily, treat_none_as_default_value = false)]
+struct NewUsageDay<'a> {
+    day: NaiveDate,
+    user_id: i64,
+    model: &'a str,
+    project_id: &'a str,
+    provider: &'a str,
+    #[diesel(embed)]
+    totals: Totals,
+}
+
+/// Adds the round's inserted records to the rollup. `rows` are the round's rows in
+/// insert order; `inserted(request_id)` tells whether that id was inserted by this
+/// round, in which case its first row is the one stored.
+pub fn add_inserted<'r>(
+    conn: &mut DbConnection,
+    rows: &'r [NewUsageRecord<'r>],
+    inserted: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let mut counted: HashSet<&str> = HashSet::new();
+    let mut sums: BTreeMap<Key<'r>, Totals> = BTreeMap::new();
+    for r in rows {
+        if !inserted(r.request_id) || !counted.insert(r.request_id) {
+            continue;
+        }
+        let key = (
+            r.created_at.date(),
+            r.user_id,
+            r.model,
+            r.project_id.unwrap_or(""),
+            r.provider,
+        );
+        sums.entry(key).or_default().add_record(r);
+    }
+    if sums.is_empty() {
+        return Ok(());
+    }
+    match conn {
+        DbConnection::Sqlite(c) => upsert_sqlite(c, &sums),
+        DbConnection::Postgres(pg) => upsert_postgres(pg, &sums),
+    }
+}
+
+fn upsert_sqlite(
+    c: &mut diesel::sqlite::SqliteConnection,
+    sums: &BTreeMap<Key<'_>, Totals>,
+) -> Result<()> {
+    use usage_daily::dsl as d;
+    let rows: Vec<NewUsageDay<'_>> = sums
+        .iter()
+        .map(
+            |(&(day, user_id, model, project_id, provider), &totals)| NewUsageDay {
+                day,
+                user_id,
+                model,
+                project_id,
+                provider,
+                totals,
+            },
+        )
+        .collect();
+    for chunk in rows.chunks(UPSERT_CHUNK_ROWS) {
+        diesel::insert_into(usage_daily::table)
+            .values(chunk)
+            .on_conflict((d::day, d::user_id, d::model, d::project_id, d::provider))
+            .do_update()
+            .set((
+                d::requests.eq(d::requests + excluded(d::requests)),
+                d::successful_requests
+                    .eq(d::successful_requests + excluded(d::successful_requests)),
+                d::failed_requests.eq(d::failed_requests + excluded(d::failed_requests)),
+                d::estimated_requests.eq(d::estimated_requests + excluded(d::estimated_requests)),
+                d::input_tokens.eq(d::input_tokens + excluded(d::input_tokens)),
+                d::output_tokens.eq(d::output_tokens + excluded(d::output_tokens)),
+                d::total_tokens.eq(d::total_tokens + excluded(d::total_tokens)),
+                d::cached_tokens.eq(d::cached_tokens + excluded(d::cached_tokens)),
+                d::reasoning_tokens.eq(d::reasoning_tokens + excluded(d::reasoning_tokens)),
+                d::failed_tokens.eq(d::failed_tokens + excluded(d::failed_tokens)),
+                d::estimated_tokens.eq(d::estimated_tokens + excluded(d::estimated_tokens)),
+                d::cost_nano_usd.eq(d::cost_nano_usd + excluded(d::cost_nano_usd)),
+                d::unpriced_requests.eq(d::unpriced_requests + excluded(d::unpriced_requests)),
+            ))
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// One statement whatever the round's size: a fixed text of 18 array parameters is
+/// parsed and planned once, where a `VALUES` list would bind 18 parameters per row.
+fn upsert_postgres(pg: &mut PgConnection, sums: &BTreeMap<Key<'_>, Totals>) -> Result<()> {
+    fn column<'s, T>(
+        sums: &'s BTreeMap<Key<'s>, Totals>,
+        f: impl Fn(&Key<'s>, &Totals) -> T,
+    ) -> Vec<T> {
+        sums.iter().map(|(k, t)| f(k, t)).collect()
+    }
+    diesel::sql_query(
+        "INSERT INTO usage_daily AS d (day, user_id, model, project_id, provider, requests, \
+         successful_requests, failed_requests, estimated_requests, input_tokens, \
+         output_tokens, total_tokens, cached_tokens, reasoning_tokens, failed_tokens, \
+         estimated_tokens, cost_nano_usd, unpriced_requests) \
+         SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+         $15, $16, $17, $18) \
+         ON CONFLICT (day, user_id, model, project_id, provider) DO UPDATE SET \
+         requests = d.requests + EXCLUDED.requests, \
+         successful_requests = d.successful_requests + EXCLUDED.successful_requests, \
+         failed_requests = d.failed_requests + EXCLUDED.failed_requests, \
+         estimated_requests = d.estimated_requests + EXCLUDED.estimated_requests, \
+         input_tokens = d.input_tokens + EXCLUDED.input_tokens, \
+         output_tokens = d.output_tokens + EXCLUDED.output_tokens, \
+         total_tokens = d.total_tokens + EXCLUDED.total_tokens, \
+         cached_tokens = d.cached_tokens + EXCLUDED.cached_tokens, \
+         reasoning_tokens = d.reasoning_tokens + EXCLUDED.reasoning_tokens, \
+         failed_tokens = d.failed_tokens + EXCLUDED.failed_tokens, \
+         estimated_tokens = d.estimated_tokens + EXCLUDED.estimated_tokens, \
+         cost_nano_usd = d.cost_nano_usd + EXCLUDED.cost_nano_usd, \
+         unpriced_requests = d.unpriced_requests + EXCLUDED.unpriced_requests",
+    )
+    .bind::<Array<Date>, _>(column(sums, |k, _| k.0))
+    .bind::<Array<BigInt>, _>(column(sums, |k, _| k.1))
+    .bind::<Array<Text>, _>(column(sums, |k, _| k.2))
+    .bind::<Array<Text>, _>(column(sums, |k, _| k.3))
+    .bind::<Array<Text>, _>(column(sums, |k, _| k.4))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.requests))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.successful_requests))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.failed_requests))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.estimated_requests))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.input_tokens))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.output_tokens))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.total_tokens))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.cached_tokens))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.reasoning_tokens))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.failed_tokens))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.estimated_tokens))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.cost_nano_usd))
+    .bind::<Array<BigInt>, _>(column(sums, |_, t| t.unpriced_requests))
+    .execute(pg)?;
+    Ok(())
+}
