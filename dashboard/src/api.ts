@@ -237,6 +237,12 @@ export interface UsageRow {
   total_tokens: number;
   cost_usd: number;
   unpriced_requests: number;
+  successful_requests: number;
+  failed_requests: number;
+  estimated_requests: number;
+  cached_tokens: number;
+  failed_tokens: number;
+  estimated_tokens: number;
 }
 
 export interface UsageReport {
