@@ -72,7 +72,14 @@ fn main() -> Result<(), String> {
     for ctx in 1..=n {
         let now = u64::from(ctx);
         g.on_request_headers(ctx, headers(), now, &store);
-        g.on_request_body(ctx, BODY.len(), true, || Some(BODY.to_vec()), || now, &store);
+        g.on_request_body(
+            ctx,
+            BODY.len(),
+            true,
+            || Some(BODY.to_vec()),
+            || now,
+            &store,
+        );
         g.on_response_headers(ctx, 200, Some("application/json"));
         g.on_response_body(ctx, RESPONSE, true);
         g.on_request_end(ctx, now, &store);

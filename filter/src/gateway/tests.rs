@@ -788,7 +788,8 @@ fn oversized_body_is_413_and_returns_its_reservation() {
     let mut g = gateway(1);
     warm(&mut g, &s, 300);
     g.on_request_headers(2, with_body(KEY_A), 1, &s); // reserves 200 of 300
-    let BodyAction::Respond(reply) = g.on_request_body(2, 33 * 1024 * 1024, false, || None, || 1, &s)
+    let BodyAction::Respond(reply) =
+        g.on_request_body(2, 33 * 1024 * 1024, false, || None, || 1, &s)
     else {
         panic!()
     };
@@ -965,7 +966,8 @@ fn critical_request_fetches_its_own_lease_after_a_normal_refusal() {
     let s = store();
     let mut g = gateway(1);
     let HeadersOutcome::Wait {
-        fetch: Some(normal), ..
+        fetch: Some(normal),
+        ..
     } = g.on_request_headers(1, headers(KEY_A), 0, &s)
     else {
         panic!("cold user waits")
@@ -999,7 +1001,10 @@ fn critical_request_fetches_its_own_lease_after_a_normal_refusal() {
     let records = sent_records(&mut g, &s, 6);
     assert_eq!(records.len(), 1);
     assert_eq!(
-        (records[0]["lease_id"].as_str(), records[0]["priority"].as_str()),
+        (
+            records[0]["lease_id"].as_str(),
+            records[0]["priority"].as_str()
+        ),
         (Some("crit"), Some("critical"))
     );
     // Warm critical lease: the next critical request goes straight through, while normal
@@ -1036,7 +1041,8 @@ fn normal_requests_never_spend_the_critical_lease() {
     assert_eq!(critical_consumed(), 29);
     // The critical lease has room, yet a normal request needs a normal lease.
     let HeadersOutcome::Wait {
-        fetch: Some(normal), ..
+        fetch: Some(normal),
+        ..
     } = g.on_request_headers(2, headers(KEY_A), 3, &s)
     else {
         panic!("a normal request must not draw on the critical lease")
@@ -1120,7 +1126,12 @@ fn renewal_of_the_critical_lease_asks_as_critical() {
     let s = store();
     let mut g = gateway(1);
     g.on_request_headers(1, critical(KEY_A), 0, &s);
-    g.on_lease_answer(&critical_record(KEY_A), granted_id("crit", 1000, 60_000), 0, &s);
+    g.on_lease_answer(
+        &critical_record(KEY_A),
+        granted_id("crit", 1000, 60_000),
+        0,
+        &s,
+    );
     // Three more requests of 200 reserved each: below the low-water mark (a quarter).
     for ctx in 2..=4 {
         assert!(matches!(
@@ -1143,11 +1154,25 @@ fn renewal_of_the_critical_lease_asks_as_critical() {
 fn revocation_reaches_both_classes_but_exhaustion_only_the_normal_one() {
     let s = store();
     let mut g = gateway(1);
-    for (ctx, h) in [(1, headers(KEY_A)), (2, critical(KEY_A)), (3, headers(KEY_B))] {
+    for (ctx, h) in [
+        (1, headers(KEY_A)),
+        (2, critical(KEY_A)),
+        (3, headers(KEY_B)),
+    ] {
         g.on_request_headers(ctx, h, 0, &s);
     }
-    g.on_lease_answer(&key::hash(KEY_A), granted_id("norm", 100_000, 60_000), 0, &s);
-    g.on_lease_answer(&critical_record(KEY_A), granted_id("crit", 100_000, 60_000), 0, &s);
+    g.on_lease_answer(
+        &key::hash(KEY_A),
+        granted_id("norm", 100_000, 60_000),
+        0,
+        &s,
+    );
+    g.on_lease_answer(
+        &critical_record(KEY_A),
+        granted_id("crit", 100_000, 60_000),
+        0,
+        &s,
+    );
     g.on_lease_answer(&key::hash(KEY_B), granted_id("b", 100_000, 60_000), 0, &s);
     for ctx in 1..=3 {
         complete(&mut g, &s, ctx, CHAT, 1);
