@@ -54,17 +54,17 @@ pub fn view(
     let period = allocation::ensure_user_period(conn, now, user, rules)?;
     let p = period.start;
     let id = user.id;
+    // Held credit is not a cached balance: it is read from the live leases below.
     let balances = ledger::balances(
         conn,
         &[
             Account::Personal(id),
             Account::Used(id),
-            Account::Held(id),
             Account::Overdraft(id),
         ],
         p,
     )?;
-    let [personal, used, _, overdraft] = [balances[0], balances[1], balances[2], balances[3]];
+    let [personal, used, overdraft] = [balances[0], balances[1], balances[2]];
     let debt_rows = ledger::negative_periods(
         conn,
         Account::Debt(id),
