@@ -278,8 +278,50 @@ impl Scanner {
 
     /// Feed the next bytes of the document.
     pub fn feed(&mut self, bytes: &[u8], sink: &mut impl Sink) {
-        for &b in bytes {
+        let mut at = 0;
+        while let Some(&b) = bytes.get(at) {
+            // Inside a string, everything up to the next quote or backslash is taken in
+            // one go (most of a response is text); the state machine sees the rest.
+            let limit = match self.state {
+                State::KeyString { escape: false } => Some(MAX_KEY),
+                State::ValueString { escape: false } => Some(MAX_STRING),
+                _ => None,
+            };
+            if let Some(limit) = limit {
+                let rest = &bytes[at..];
+                let run = rest
+                    .iter()
+                    .position(|&c| c == b'"' || c == b'\\')
+                    .unwrap_or(rest.len());
+                if run > 0 {
+                    let text = &rest[..run];
+                    let keep = match self.state {
+                        State::ValueString { .. } => {
+                            self.str_len = self.str_len.saturating_add(run as u64);
+                            self.current_key != Key::Other
+                        }
+                        _ => true,
+                    };
+                    if keep {
+                        self.push_run(text, limit);
+                    }
+                    at += run;
+                    continue;
+                }
+            }
             self.step(b, sink);
+            at += 1;
+        }
+    }
+
+    /// [`Scanner::push_buf`] for a run of bytes.
+    fn push_run(&mut self, text: &[u8], limit: usize) {
+        let room = limit.min(MAX_STRING).saturating_sub(self.buf_len);
+        let n = room.min(text.len());
+        self.buf[self.buf_len..self.buf_len + n].copy_from_slice(&text[..n]);
+        self.buf_len += n;
+        if n < text.len() {
+            self.buf_overflow = true;
         }
     }
 
@@ -472,6 +514,26 @@ mod tests {
         assert_eq!(get(&[Key::Model]).as_deref(), Some("'gpt-4o-mini'"));
         // The fake usage inside the message content is a string, never a leaf.
         assert!(!whole.iter().any(|(_, v)| v == "999"));
+    }
+
+    #[test]
+    fn runs_of_text_read_in_one_go_match_byte_by_byte_reading() {
+        let long_key = "k".repeat(MAX_KEY + 5);
+        let doc = format!(
+            r#"{{"{long_key}":"x","model":"m\"q","content":"{}","usage":{{"total_tokens":7}}}}"#,
+            "é".repeat(300)
+        );
+        let whole = scan_split(doc.as_bytes(), 0).0;
+        let mut scanner = Scanner::default();
+        let mut sink = Collect::default();
+        for b in doc.as_bytes() {
+            scanner.feed(std::slice::from_ref(b), &mut sink);
+        }
+        scanner.finish(&mut sink);
+        assert_eq!(sink.0, whole);
+        assert!(whole.contains(&(vec![Key::Content], "#600".to_string())));
+        assert!(whole.contains(&(vec![Key::Model], r#"'m\"q'"#.to_string())));
+        assert!(whole.contains(&(vec![Key::Usage, Key::TotalTokens], "7".to_string())));
     }
 
     #[test]
