@@ -238,11 +238,15 @@ impl Root {
                 let _ = hostcalls::increment_metric(*id, i64::try_from(delta).unwrap_or(i64::MAX));
             }
         }
-        let _ = hostcalls::record_metric(self.metrics[6], pending);
-        let _ = hostcalls::record_metric(self.metrics[7], tracked);
-        // Linear memory of this VM (pages of 64 KiB); it only grows.
-        let memory = core::arch::wasm32::memory_size(0) as u64 * 65_536;
-        let _ = hostcalls::record_metric(self.metrics[8], memory);
+        // Gauges come from the VMs that serve requests: Envoy also runs the filter on its
+        // main thread, whose VM would otherwise overwrite them with its empty state.
+        if s.requests > 0 {
+            let _ = hostcalls::record_metric(self.metrics[6], pending);
+            let _ = hostcalls::record_metric(self.metrics[7], tracked);
+            // Linear memory of this VM (pages of 64 KiB); it only grows.
+            let memory = core::arch::wasm32::memory_size(0) as u64 * 65_536;
+            let _ = hostcalls::record_metric(self.metrics[8], memory);
+        }
         self.reported = s.clone();
         self.reported_dropped = dropped;
     }
@@ -602,9 +606,12 @@ impl HttpContext for Request {
             .get_http_response_header_bytes(":status")
             .and_then(|s| std::str::from_utf8(&s).ok()?.trim().parse().ok())
             .unwrap_or(0);
-        let content_type = self
-            .get_http_response_header_bytes("content-type")
-            .map(|v| lossy(&v).into_owned());
+        let content_type = if gateway.needs_content_type(self.context_id) {
+            self.get_http_response_header_bytes("content-type")
+                .map(|v| lossy(&v).into_owned())
+        } else {
+            None
+        };
         let add = gateway.on_response_headers(self.context_id, status, content_type.as_deref());
         drop(shared);
         for (name, value) in add {
@@ -629,7 +636,7 @@ impl HttpContext for Request {
             end_of_stream,
         );
         if end_of_stream {
-            gateway.on_request_end(self.context_id, now_ms(), &HostStore);
+            gateway.on_request_end_with(self.context_id, now_ms, &HostStore);
         }
         drop(shared);
         if let Some(bytes) = replacement {
@@ -640,9 +647,9 @@ impl HttpContext for Request {
 
     fn on_log(&mut self) {
         if let Some(gateway) = self.gateway.borrow_mut().as_mut() {
-            // Most requests ended with their response body: no clock read for nothing.
+            // Most requests ended with their response body: nothing to do.
             if gateway.has_request(self.context_id) {
-                gateway.on_request_end(self.context_id, now_ms(), &HostStore);
+                gateway.on_request_end_with(self.context_id, now_ms, &HostStore);
             }
         }
     }

@@ -17,6 +17,8 @@ pub struct Rewrite {
     /// Estimated prompt tokens from the request's text (messages, input, prompt), when
     /// the body was read; better than a quarter of the body's bytes.
     pub prompt_tokens: Option<u64>,
+    /// Whether the request asks for a stream (`None`: the body is not a JSON object).
+    pub streaming: Option<bool>,
 }
 
 /// Longest model name kept from a request.
@@ -26,7 +28,10 @@ pub fn rewrite(format: Format, privacy_strict: bool, body: &[u8]) -> Rewrite {
     // Most requests need nothing: without a `"stream"` key (and outside privacy mode)
     // there is nothing to add, so skip parsing the body at all.
     if !privacy_strict && !contains(body, b"\"stream\"") {
-        return Rewrite::default();
+        return Rewrite {
+            streaming: Some(false),
+            ..Rewrite::default()
+        };
     }
     let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body) else {
         // Not JSON: the provider will say so; nothing to rewrite.
@@ -79,6 +84,7 @@ pub fn rewrite(format: Format, privacy_strict: bool, body: &[u8]) -> Rewrite {
         strip_usage_chunk,
         model,
         prompt_tokens,
+        streaming: Some(streaming),
     }
 }
 

@@ -44,6 +44,15 @@ const LEASE_HORIZON_MS: u64 = 30_000;
 const LOW_WATER_DIVISOR: u64 = 4;
 /// Keys idle this long are forgotten by the VM (and their record emptied).
 const IDLE_MS: u64 = 120_000;
+/// Longest a VM serves from its slice of a lease before it looks at the shared record
+/// again: bounds how long a revocation handled by another VM, or credit another VM could
+/// use, waits on this one.
+const SLICE_TTL_MS: u64 = 500;
+/// How long after its slice lapses a VM's tick has to settle it: until then, a request of
+/// another VM that finds the lease spent waits for that credit instead of being refused.
+const SLICE_SETTLE_GRACE_MS: u64 = 500;
+/// A VM claims at most this fraction (1/N) of a lease at once.
+const SLICE_MAX_DIVISOR: u64 = 4;
 /// Longest `X-Project-ID` kept.
 const MAX_PROJECT_ID: usize = 128;
 /// Cap on the per-request reservation estimate.
@@ -63,6 +72,149 @@ struct Admission {
     user_id: i64,
     reserved: u64,
     quota_remaining: u64,
+    /// Reserved from this VM's [`Slice`] (else directly in the shared record).
+    from_slice: bool,
+}
+
+/// This VM's slice of a record's lease: credit claimed from the shared record with one
+/// compare-and-swap, then spent by this VM's requests without touching shared data, and
+/// settled back when the VM next claims or on a tick after the slice lapsed. A warm
+/// request costs no shared-data call; the lease itself, and so the overspend bound, is
+/// unchanged (slices only divide it among the VMs of the process).
+#[derive(Debug, Default)]
+struct Slice {
+    lease_id: String,
+    user_id: i64,
+    /// Claimed from the shared lease (counted in its `consumed`) and not given back.
+    taken: u64,
+    /// Reserved by this VM's requests in flight on the slice.
+    in_flight: u64,
+    /// Settled usage of the slice's requests since the last settlement.
+    used: u64,
+    /// Settled usage of this record's requests (any lease) since the last settlement:
+    /// the shared burn-rate window.
+    window: u64,
+    /// What the user could spend at the claim, less what other VMs held then.
+    quota_left: u64,
+    /// Served from until then: the lease's expiry, or [`SLICE_TTL_MS`] after the claim.
+    valid_until_ms: u64,
+    claimed_at_ms: u64,
+    /// Reserved since the claim: this VM's burn rate, which sizes its next claim.
+    reserved_since_claim: u64,
+}
+
+impl Slice {
+    fn room(&self, now_ms: u64) -> u64 {
+        if now_ms >= self.valid_until_ms {
+            0
+        } else {
+            self.taken
+                .saturating_sub(self.in_flight.saturating_add(self.used))
+        }
+    }
+
+    /// Whether settling would change the shared record.
+    fn unsettled(&self) -> bool {
+        self.taken != self.in_flight || self.used > 0 || self.window > 0
+    }
+
+    fn reserve(&mut self, estimate: u64, now_ms: u64) -> Admission {
+        let reserved = estimate.min(self.room(now_ms));
+        self.in_flight = self.in_flight.saturating_add(reserved);
+        self.reserved_since_claim = self.reserved_since_claim.saturating_add(reserved);
+        Admission {
+            lease_id: self.lease_id.clone(),
+            user_id: self.user_id,
+            reserved,
+            quota_remaining: self
+                .quota_left
+                .saturating_sub(self.in_flight.saturating_add(self.used)),
+            from_slice: true,
+        }
+    }
+
+    /// What settling sends to the shared record (see [`settle_slice`]).
+    fn snapshot(&self) -> SliceSnapshot {
+        SliceSnapshot {
+            lease_id: self.lease_id.clone(),
+            taken: self.taken,
+            in_flight: self.in_flight,
+            used: self.used,
+            window: self.window,
+        }
+    }
+
+    /// The shared record took `snapshot` (`same_lease`: its lease is still this one).
+    fn settled(&mut self, snapshot: &SliceSnapshot, same_lease: bool) {
+        self.window = self.window.saturating_sub(snapshot.window);
+        if same_lease && self.lease_id == snapshot.lease_id {
+            // What is in flight stays claimed; everything else went back.
+            self.taken = self.in_flight;
+            self.used = self.used.saturating_sub(snapshot.used);
+        } else {
+            // The lease is gone: requests still in flight on it settle outside any slice.
+            self.lease_id.clear();
+            self.taken = 0;
+            self.in_flight = 0;
+            self.used = 0;
+            self.valid_until_ms = 0;
+        }
+    }
+}
+
+/// A slice's numbers as read before a compare-and-swap (which may run more than once).
+#[derive(Debug, Clone)]
+struct SliceSnapshot {
+    lease_id: String,
+    taken: u64,
+    in_flight: u64,
+    used: u64,
+    window: u64,
+}
+
+/// Settle `slice` into the shared record: its usage joins the burn-rate window and,
+/// when the lease is still the one it was claimed from, the lease's `consumed` becomes
+/// what the slice's requests really hold (in flight plus used) instead of what was
+/// claimed. Returns whether the lease is the same.
+fn settle_slice(rec: &mut Record, slice: &SliceSnapshot, now_ms: u64) -> bool {
+    add_to_window(rec, slice.window, now_ms);
+    match rec.lease.as_mut().filter(|l| l.id == slice.lease_id) {
+        Some(lease) => {
+            lease.consumed = lease
+                .consumed
+                .saturating_add(slice.in_flight.saturating_add(slice.used))
+                .saturating_sub(slice.taken);
+            true
+        }
+        None => false,
+    }
+}
+
+fn add_to_window(rec: &mut Record, tokens: u64, now_ms: u64) {
+    if now_ms.saturating_sub(rec.window_start_ms) > WINDOW_MS {
+        rec.window_start_ms = now_ms;
+        rec.window_tokens = 0;
+    }
+    rec.window_tokens = rec.window_tokens.saturating_add(tokens);
+}
+
+/// Tokens a VM claims: its own recent rate over the next [`SLICE_TTL_MS`] (twice over,
+/// so a steady VM claims about once per slice), at least the request's estimate, at most
+/// a [`SLICE_MAX_DIVISOR`]th of the lease, never more than the lease has.
+fn slice_size(estimate: u64, previous: Option<&SliceSnapshotRate>, granted: u64, room: u64) -> u64 {
+    let rate = previous.map_or(0, |p| {
+        let elapsed = p.elapsed_ms.clamp(50, SLICE_TTL_MS * 4);
+        p.reserved.saturating_mul(2 * SLICE_TTL_MS) / elapsed
+    });
+    let cap = (granted / SLICE_MAX_DIVISOR).max(estimate);
+    rate.clamp(estimate, cap).min(room)
+}
+
+/// A VM's reservations over its previous slice.
+#[derive(Debug, Clone, Copy)]
+struct SliceSnapshotRate {
+    reserved: u64,
+    elapsed_ms: u64,
 }
 
 #[derive(Debug)]
@@ -88,6 +240,11 @@ struct RequestState {
     stripper: Option<UsageChunkStripper>,
     /// The response body reached its end (not cut by client or provider).
     response_complete: bool,
+    /// The response's framing as the request body decided it (OpenAI-style `stream`),
+    /// so the response's `content-type` need not be read.
+    framing: Option<Framing>,
+    /// When the request arrived: the usage record's time.
+    started_ms: u64,
 }
 
 /// A lease request to send: for which record, whose key hash, and the body. The answer
@@ -198,6 +355,8 @@ pub struct Gateway {
     fetches: HashMap<String, LocalFetch>,
     /// Records this VM served, with when it last did: what it re-checks and sweeps.
     active: HashMap<String, u64>,
+    /// This VM's slice of each record's lease, by record id.
+    slices: HashMap<String, Slice>,
     /// Client key → its hash, for the keys in use: SHA-256 in wasm costs more than the
     /// rest of a request's own work. Pruned with `active`, bounded.
     key_hashes: HashMap<String, String>,
@@ -210,8 +369,14 @@ pub struct Gateway {
 
 enum Decision {
     Refuse(Refusal),
-    Admit { admission: Admission, renew: bool },
-    Wait { fetch: Option<u64> },
+    /// Claimed `slice` from the lease; `renew`: this VM now fetches the next grant.
+    Admit {
+        slice: Slice,
+        renew: bool,
+    },
+    Wait {
+        fetch: Option<u64>,
+    },
 }
 
 impl Gateway {
@@ -225,6 +390,7 @@ impl Gateway {
             waiters: HashMap::new(),
             fetches: HashMap::new(),
             active: HashMap::new(),
+            slices: HashMap::new(),
             key_hashes: HashMap::new(),
             last_sync_ms: 0,
             sync_in_flight: false,
@@ -312,47 +478,6 @@ impl Gateway {
         let inspect_body = headers.has_body
             && (api.format.has_include_usage()
                 || (privacy == "strict" && api.format == Format::OpenAiResponses));
-        let vm = self.vm;
-        let config = &self.config;
-        let decision = lease_store::update(store, &record, vm, now_ms, |rec| {
-            rec.last_used_ms = now_ms;
-            // Room in the lease first: a quota refusal may have come while requests in
-            // flight held the rest of the lease, and what they did not use is the user's.
-            if let Some(lease) = rec.lease.as_mut().filter(|l| l.room(now_ms) > 0) {
-                let admission = reserve(lease, estimate, now_ms);
-                let low = lease.room(now_ms) < lease.granted / LOW_WATER_DIVISOR;
-                let renew = low && !rec.fetch_active(now_ms);
-                if renew {
-                    rec.fetch_owner = vm;
-                    rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
-                }
-                return Decision::Admit { admission, renew };
-            }
-            if let Some(refusal) = rec.live_refusal(now_ms) {
-                return Decision::Refuse(refusal.clone());
-            }
-            if rec.fetch_active(now_ms) {
-                if rec.fetch_owner != vm && !rec.waiting_vms.contains(&vm) {
-                    rec.waiting_vms.push(vm);
-                }
-                return Decision::Wait { fetch: None };
-            }
-            rec.fetch_owner = vm;
-            rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
-            Decision::Wait {
-                fetch: Some(lease_size(config, rec, now_ms)),
-            }
-        });
-        let decision = match decision {
-            Ok(d) => d,
-            Err(_) => {
-                self.stats.cas_failures += 1;
-                self.stats.refused += 1;
-                return HeadersOutcome::Respond(
-                    Refusal::GovernanceUnavailable.reply(&request_id, family),
-                );
-            }
-        };
         match self.active.get_mut(&record) {
             Some(seen) => *seen = now_ms,
             None => {
@@ -376,14 +501,135 @@ impl Gateway {
             body_done: false,
             stripper: None,
             response_complete: false,
+            framing: None,
+            started_ms: now_ms,
+        };
+        // Warm: this VM's slice of the lease covers the request; no shared data.
+        if let Some(slice) = self
+            .slices
+            .get_mut(&record)
+            .filter(|s| s.room(now_ms) >= estimate)
+        {
+            state.admission = Some(slice.reserve(estimate, now_ms));
+            self.requests.insert(ctx, state);
+            return HeadersOutcome::Forward {
+                credential,
+                inspect_body,
+            };
+        }
+        let vm = self.vm;
+        let config = &self.config;
+        let previous = self.slices.get(&record).map(|s| {
+            let rate = SliceSnapshotRate {
+                reserved: s.reserved_since_claim,
+                elapsed_ms: now_ms.saturating_sub(s.claimed_at_ms),
+            };
+            (s.snapshot(), rate)
+        });
+        let decision = lease_store::update(store, &record, vm, now_ms, |rec| {
+            rec.last_used_ms = now_ms;
+            // This VM's slice goes back first: what it did not use is room again, and
+            // requests of VMs waiting for such credit look again.
+            let same_lease = previous.as_ref().map(|(snapshot, _)| {
+                rec.release_slice(vm);
+                settle_slice(rec, snapshot, now_ms)
+            });
+            let wake = if previous.is_some() {
+                std::mem::take(&mut rec.waiting_vms)
+            } else {
+                Vec::new()
+            };
+            // Room in the lease first: a quota refusal may have come while requests in
+            // flight held the rest of the lease, and what they did not use is the user's.
+            if let Some(lease) = rec.lease.as_mut().filter(|l| l.room(now_ms) > 0) {
+                let take = slice_size(
+                    estimate,
+                    previous.as_ref().map(|(_, rate)| rate),
+                    lease.granted,
+                    lease.room(now_ms),
+                );
+                lease.consumed = lease.consumed.saturating_add(take);
+                // Requests in flight on the same lease stay in the slice.
+                let carried = match (&previous, same_lease) {
+                    (Some((snapshot, _)), Some(true)) => snapshot.in_flight,
+                    _ => 0,
+                };
+                let mine = carried.saturating_add(take);
+                let slice = Slice {
+                    lease_id: lease.id.clone(),
+                    user_id: lease.user_id,
+                    taken: mine,
+                    in_flight: carried,
+                    used: 0,
+                    window: 0,
+                    quota_left: lease
+                        .quota_remaining
+                        .saturating_sub(lease.consumed.saturating_sub(mine)),
+                    valid_until_ms: lease.expires_at_ms.min(now_ms + SLICE_TTL_MS),
+                    claimed_at_ms: now_ms,
+                    reserved_since_claim: 0,
+                };
+                let low = lease.room(now_ms) < lease.granted / LOW_WATER_DIVISOR;
+                let renew = low && !rec.fetch_active(now_ms);
+                if renew {
+                    rec.fetch_owner = vm;
+                    rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
+                }
+                rec.hold_slice(vm, slice.valid_until_ms + SLICE_SETTLE_GRACE_MS, now_ms);
+                return (Decision::Admit { slice, renew }, same_lease, wake);
+            }
+            // No room, but other VMs' slices may hold unspent credit of the lease: it
+            // comes back within their slice's life, so wait for it rather than refuse.
+            let others_hold = rec.others_hold_slices(vm, now_ms);
+            if others_hold && !rec.waiting_vms.contains(&vm) {
+                rec.waiting_vms.push(vm);
+            }
+            if let Some(refusal) = rec.live_refusal(now_ms) {
+                if !others_hold {
+                    return (Decision::Refuse(refusal.clone()), same_lease, wake);
+                }
+                return (Decision::Wait { fetch: None }, same_lease, wake);
+            }
+            if rec.fetch_active(now_ms) {
+                if rec.fetch_owner != vm && !rec.waiting_vms.contains(&vm) {
+                    rec.waiting_vms.push(vm);
+                }
+                return (Decision::Wait { fetch: None }, same_lease, wake);
+            }
+            rec.fetch_owner = vm;
+            rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
+            let fetch = Some(lease_size(config, rec, now_ms));
+            (Decision::Wait { fetch }, same_lease, wake)
+        });
+        let decision = match decision {
+            Ok((decision, same_lease, wake)) => {
+                for other in wake {
+                    store.notify(other, &record);
+                }
+                if let (Some((snapshot, _)), Some(same), Some(slice)) =
+                    (&previous, same_lease, self.slices.get_mut(&record))
+                {
+                    slice.settled(snapshot, same);
+                }
+                decision
+            }
+            Err(_) => {
+                self.stats.cas_failures += 1;
+                self.stats.refused += 1;
+                self.requests.remove(&ctx);
+                return HeadersOutcome::Respond(
+                    Refusal::GovernanceUnavailable.reply(&state.request_id, family),
+                );
+            }
         };
         match decision {
             Decision::Refuse(refusal) => {
                 self.stats.refused += 1;
                 HeadersOutcome::Respond(refusal.reply(&state.request_id, family))
             }
-            Decision::Admit { admission, renew } => {
-                state.admission = Some(admission);
+            Decision::Admit { mut slice, renew } => {
+                state.admission = Some(slice.reserve(estimate, now_ms));
+                self.slices.insert(record.clone(), slice);
                 self.requests.insert(ctx, state);
                 if renew {
                     // Sent by the root context on its next tick: nobody waits for it.
@@ -442,6 +688,7 @@ impl Gateway {
         self.fetches.remove(key_hash);
         let vm = self.vm;
         let others = lease_store::update(store, key_hash, vm, now_ms, |rec| {
+            let mut dropped_slices = false;
             if rec.fetch_owner == vm {
                 rec.fetch_owner = 0;
                 rec.fetch_until_ms = 0;
@@ -470,6 +717,8 @@ impl Gateway {
                             lease.period_reset_s = *period_reset_s;
                         }
                         None => {
+                            // Slices of an earlier lease hold nothing of this one.
+                            rec.slice_vms.clear();
                             rec.lease = Some(Lease {
                                 id: lease_id.clone(),
                                 user_id: *user_id,
@@ -503,6 +752,7 @@ impl Gateway {
                     if !matches!(refusal, Refusal::InsufficientQuota { .. }) {
                         rec.lease = None;
                     }
+                    dropped_slices = rec.lease.is_none();
                     rec.refusal = Some(CachedRefusal {
                         refusal,
                         until_ms: now_ms + REFUSAL_TTL_MS,
@@ -527,12 +777,30 @@ impl Gateway {
                     }
                 }
             }
-            rec.waiting_vms
-                .iter()
-                .copied()
-                .filter(|&v| v != vm)
-                .collect::<Vec<u64>>()
+            // VMs holding slices of a dropped lease are told too (their slices lapse).
+            let holders: Vec<u64> = if dropped_slices {
+                rec.slice_vms.drain(..).map(|(holder, _)| holder).collect()
+            } else {
+                Vec::new()
+            };
+            let mut others: Vec<u64> = rec.waiting_vms.to_vec();
+            for holder in holders {
+                if !others.contains(&holder) {
+                    others.push(holder);
+                }
+            }
+            others.retain(|&v| v != vm);
+            others
         });
+        if matches!(
+            answer,
+            Ok(LeaseAnswer::InvalidKey | LeaseAnswer::Suspended { .. })
+        ) {
+            // The lease is dropped: this VM's slice of it too.
+            if let Some(slice) = self.slices.get_mut(key_hash) {
+                slice.valid_until_ms = 0;
+            }
+        }
         match others {
             Ok(others) => {
                 // Clear the list we are about to notify; a VM that adds itself meanwhile stays.
@@ -549,13 +817,24 @@ impl Gateway {
         self.resolve_waiters(key_hash, now_ms, store, true, failed)
     }
 
-    /// Another VM changed the record of `key_hash` (its fetch completed).
+    /// Another VM changed the record of `key_hash`: its fetch completed, a slice came
+    /// back, or the lease was revoked (then this VM's slice of it lapses now).
     pub fn on_notified(
         &mut self,
         key_hash: &str,
         now_ms: u64,
         store: &dyn SharedStore,
     ) -> Vec<(u32, WaiterOutcome)> {
+        if let Some(slice) = self.slices.get_mut(key_hash) {
+            let current = lease_store::load(store, key_hash);
+            let lease_kept = current
+                .as_ref()
+                .and_then(|r| r.lease.as_ref())
+                .is_some_and(|l| l.id == slice.lease_id);
+            if !lease_kept {
+                slice.valid_until_ms = 0;
+            }
+        }
         self.resolve_waiters(key_hash, now_ms, store, false, false)
     }
 
@@ -587,12 +866,16 @@ impl Gateway {
         let verdicts = lease_store::update(store, key_hash, vm, now_ms, |rec| {
             let refusal = rec.live_refusal(now_ms).cloned();
             let fetching = rec.fetch_active(now_ms);
+            let others_hold = rec.others_hold_slices(vm, now_ms);
             let mut refetch = false;
             let mut verdicts = Vec::with_capacity(estimates.len());
             for (ctx, estimate) in &estimates {
                 let verdict = if let Some(lease) = rec.lease.as_mut().filter(|l| l.room(now_ms) > 0)
                 {
                     Verdict::Admit(reserve(lease, *estimate, now_ms))
+                } else if others_hold {
+                    // Other VMs' slices come back within their life (see on_request_headers).
+                    Verdict::KeepWaiting
                 } else if let Some(refusal) = &refusal {
                     Verdict::Refuse(refusal.clone())
                 } else if fetching && !answered {
@@ -613,6 +896,12 @@ impl Gateway {
             if refetch && !fetching {
                 rec.fetch_owner = vm;
                 rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
+            }
+            let waiting = verdicts
+                .iter()
+                .any(|(_, v)| matches!(v, Verdict::KeepWaiting));
+            if waiting && (others_hold || rec.fetch_owner != vm) && !rec.waiting_vms.contains(&vm) {
+                rec.waiting_vms.push(vm);
             }
             (verdicts, refetch && !fetching)
         });
@@ -671,6 +960,12 @@ impl Gateway {
         outcomes
     }
 
+    /// Whether [`Gateway::on_response_headers`] needs the response's `content-type` for
+    /// context `ctx` (each header read is a host call).
+    pub fn needs_content_type(&self, ctx: u32) -> bool {
+        self.requests.get(&ctx).is_some_and(|s| s.framing.is_none())
+    }
+
     /// Response headers arrived. Returns headers to add to the response.
     pub fn on_response_headers(
         &mut self,
@@ -683,7 +978,9 @@ impl Gateway {
         };
         state.status = status;
         if (200..300).contains(&status) {
-            let framing = Framing::from_content_type(content_type);
+            let framing = state
+                .framing
+                .unwrap_or_else(|| Framing::from_content_type(content_type));
             state.parser = Some(UsageParser::new(state.api.format, framing));
         }
         let mut add = vec![("x-alfred-request-id", state.request_id.clone())];
@@ -739,6 +1036,15 @@ impl Gateway {
             if rewrite.strip_usage_chunk {
                 state.stripper = Some(UsageChunkStripper::default());
             }
+            if state.api.format.has_include_usage() {
+                state.framing = rewrite.streaming.map(|streaming| {
+                    if streaming {
+                        Framing::Sse
+                    } else {
+                        Framing::Json
+                    }
+                });
+            }
             if let Some(body) = rewrite.body {
                 return BodyAction::Replace {
                     body,
@@ -780,41 +1086,98 @@ impl Gateway {
             return;
         };
         match state.admission {
-            Some(admission) => self.settle(&state.record, &admission, 0, now_ms, store),
+            Some(admission) => self.settle(&state.record, &admission, 0, || now_ms, store),
             None => self.abandon_wait(ctx, &state.record),
         }
     }
 
-    /// Move a reservation to what was actually used, in the shared lease.
+    /// Move a reservation to what was actually used: in this VM's slice when it came
+    /// from there, else in the shared lease.
     fn settle(
         &mut self,
-        key_hash: &str,
+        record: &str,
         admission: &Admission,
         used: u64,
-        now_ms: u64,
+        now_ms: impl FnOnce() -> u64,
         store: &dyn SharedStore,
     ) {
-        let result = lease_store::update(store, key_hash, self.vm, now_ms, |rec| {
+        if admission.from_slice {
+            if let Some(slice) = self.slices.get_mut(record) {
+                slice.window = slice.window.saturating_add(used);
+                if slice.lease_id == admission.lease_id {
+                    slice.in_flight = slice.in_flight.saturating_sub(admission.reserved);
+                    slice.used = slice.used.saturating_add(used);
+                }
+                return;
+            }
+            // The slice was settled and dropped: its reservations are in the shared
+            // lease, where this one is settled like any other.
+        }
+        let now_ms = now_ms();
+        let result = lease_store::update(store, record, self.vm, now_ms, |rec| {
             if let Some(lease) = rec.lease.as_mut().filter(|l| l.id == admission.lease_id) {
                 lease.consumed = lease
                     .consumed
                     .saturating_sub(admission.reserved)
                     .saturating_add(used);
             }
-            if now_ms.saturating_sub(rec.window_start_ms) > WINDOW_MS {
-                rec.window_start_ms = now_ms;
-                rec.window_tokens = 0;
-            }
-            rec.window_tokens = rec.window_tokens.saturating_add(used);
+            add_to_window(rec, used, now_ms);
         });
         if result.is_err() {
             self.stats.cas_failures += 1;
         }
     }
 
+    /// Settle this VM's slices into the shared records: those that lapsed (`all`: every
+    /// one). Lapsed slices are claimed again by the next request, so an active VM settles
+    /// as it claims; this returns what idle VMs hold.
+    pub fn settle_slices(&mut self, now_ms: u64, store: &dyn SharedStore, all: bool) {
+        let due: Vec<String> = self
+            .slices
+            .iter()
+            .filter(|(_, s)| s.unsettled() && (all || now_ms >= s.valid_until_ms))
+            .map(|(record, _)| record.clone())
+            .collect();
+        for record in due {
+            let Some(snapshot) = self.slices.get(&record).map(Slice::snapshot) else {
+                continue;
+            };
+            let vm = self.vm;
+            match lease_store::update(store, &record, vm, now_ms, |rec| {
+                rec.release_slice(vm);
+                let same = settle_slice(rec, &snapshot, now_ms);
+                (same, std::mem::take(&mut rec.waiting_vms))
+            }) {
+                Ok((same, wake)) => {
+                    for other in wake {
+                        store.notify(other, &record);
+                    }
+                    if let Some(slice) = self.slices.get_mut(&record) {
+                        slice.settled(&snapshot, same);
+                        if all {
+                            slice.valid_until_ms = 0;
+                        }
+                    }
+                }
+                Err(_) => self.stats.cas_failures += 1,
+            }
+        }
+    }
+
     /// The request is over (complete, cut, or reset): settle its reservation and queue
     /// its usage record. Idempotent per context.
     pub fn on_request_end(&mut self, ctx: u32, now_ms: u64, store: &dyn SharedStore) {
+        self.on_request_end_with(ctx, || now_ms, store);
+    }
+
+    /// [`Gateway::on_request_end`], reading the clock only when the shared record must
+    /// be written (each clock read is a host call).
+    pub fn on_request_end_with(
+        &mut self,
+        ctx: u32,
+        now_ms: impl FnOnce() -> u64,
+        store: &dyn SharedStore,
+    ) {
         let Some(mut state) = self.requests.remove(&ctx) else {
             return;
         };
@@ -882,7 +1245,7 @@ impl Gateway {
             priority: state.priority,
             project_id: state.project_id,
             privacy: state.privacy,
-            ts_ms: now_ms,
+            ts_ms: state.started_ms,
         });
     }
 
@@ -916,7 +1279,11 @@ impl Gateway {
         for key_hash in stalled {
             let claimed = lease_store::update(store, &key_hash, self.vm, now_ms, |rec| {
                 let has_room = rec.lease.as_ref().is_some_and(|l| l.room(now_ms) > 0);
-                if has_room || rec.live_refusal(now_ms).is_some() || rec.fetch_active(now_ms) {
+                if has_room
+                    || rec.live_refusal(now_ms).is_some()
+                    || rec.fetch_active(now_ms)
+                    || rec.others_hold_slices(self.vm, now_ms)
+                {
                     return false;
                 }
                 rec.fetch_owner = self.vm;
@@ -961,6 +1328,7 @@ impl Gateway {
                 key_hash: key_hash.to_string(),
             });
         }
+        self.settle_slices(now_ms, store, false);
         work.usage_batch = self.reporter.next_batch(&self.config.proxy_id, now_ms);
         if !self.sync_in_flight && now_ms.saturating_sub(self.last_sync_ms) >= SYNC_EVERY_MS {
             work.sync = self.sync_body(now_ms, store);
@@ -1030,25 +1398,43 @@ impl Gateway {
                 },
                 _ => continue,
             };
+            // The lease goes; the VMs holding slices of it are told at once, so none
+            // serves from its slice after this one refuses.
+            let vm = self.vm;
             let revoke = |rec: &mut Record| {
                 rec.lease = None;
                 rec.refusal = Some(CachedRefusal {
                     refusal: refusal.clone(),
                     until_ms: now_ms + REFUSAL_TTL_MS,
                 });
+                let holders: Vec<u64> = rec
+                    .slice_vms
+                    .drain(..)
+                    .map(|(holder, _)| holder)
+                    .filter(|&holder| holder != vm)
+                    .collect();
+                holders
             };
-            if lease_store::update(store, &status.key_hash, self.vm, now_ms, revoke).is_err() {
-                self.stats.cas_failures += 1;
-            }
             // A revoked key or a suspended user loses its critical lease too; `exhausted`
             // speaks of the normal budget only (the critical overdraft is separate).
             let critical = lease_store::record_id(&status.key_hash, true);
             let applies = !matches!(refusal, Refusal::InsufficientQuota { .. });
-            if applies
-                && lease_store::load(store, &critical).is_some()
-                && lease_store::update(store, &critical, self.vm, now_ms, revoke).is_err()
-            {
-                self.stats.cas_failures += 1;
+            let mut records = vec![status.key_hash.clone()];
+            if applies && lease_store::load(store, &critical).is_some() {
+                records.push(critical);
+            }
+            for record in records {
+                match lease_store::update(store, &record, vm, now_ms, revoke) {
+                    Ok(holders) => {
+                        for holder in holders {
+                            store.notify(holder, &record);
+                        }
+                    }
+                    Err(_) => self.stats.cas_failures += 1,
+                }
+                if let Some(slice) = self.slices.get_mut(&record) {
+                    slice.valid_until_ms = 0;
+                }
             }
         }
     }
@@ -1072,12 +1458,16 @@ impl Gateway {
             .active
             .iter()
             .filter(|(k, seen)| {
-                now_ms.saturating_sub(**seen) >= IDLE_MS && !self.waiters.contains_key(*k)
+                now_ms.saturating_sub(**seen) >= IDLE_MS
+                    && !self.waiters.contains_key(*k)
+                    // A slice goes once settled (the tick settles lapsed slices).
+                    && !self.slices.get(*k).is_some_and(Slice::unsettled)
             })
             .map(|(k, _)| k.clone())
             .collect();
         for key_hash in idle {
             self.active.remove(&key_hash);
+            self.slices.remove(&key_hash);
             if let Some((bytes, cas)) = store.get(&lease_store::record_key(&key_hash)) {
                 let dead = Record::decode(&bytes).is_none_or(|r| {
                     r.lease.as_ref().is_none_or(|l| now_ms >= l.expires_at_ms)
@@ -1103,6 +1493,7 @@ impl Gateway {
     }
 }
 
+/// Reserve directly in the shared lease (requests that waited for it).
 fn reserve(lease: &mut Lease, estimate: u64, now_ms: u64) -> Admission {
     let reserved = estimate.min(lease.room(now_ms));
     lease.consumed = lease.consumed.saturating_add(reserved);
@@ -1111,6 +1502,7 @@ fn reserve(lease: &mut Lease, estimate: u64, now_ms: u64) -> Admission {
         user_id: lease.user_id,
         reserved,
         quota_remaining: lease.quota_remaining.saturating_sub(lease.consumed),
+        from_slice: false,
     }
 }
 

@@ -30,7 +30,7 @@ pub const CAS_RETRIES: usize = 32;
 
 pub const LOCK_KEY: &str = "alfred/create-lock";
 /// Version of the record encoding; records of another version read as missing.
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
 const PREFIX: &str = "alfred/u/";
 
 /// Appended to a key hash to name the record of the user's critical-priority lease. The
@@ -210,8 +210,11 @@ pub struct Record {
     /// VM fetching a lease for this user (0: none), until when that claim holds.
     pub fetch_owner: u64,
     pub fetch_until_ms: u64,
-    /// VMs with requests waiting for that fetch.
+    /// VMs with requests waiting for that fetch, or for other VMs' slices to come back.
     pub waiting_vms: Vec<u64>,
+    /// VMs holding a slice of the lease (credit claimed and not yet settled back), each
+    /// until when it counts: its slice's lapse plus the time its tick takes to settle it.
+    pub slice_vms: Vec<(u64, u64)>,
     /// When the control plane last confirmed the key and user (revocation, suspension).
     pub checked_at_ms: u64,
     /// Burn-rate window: tokens settled since `window_start_ms`.
@@ -227,6 +230,30 @@ pub struct Record {
 impl Record {
     pub fn fetch_active(&self, now_ms: u64) -> bool {
         self.fetch_owner != 0 && now_ms < self.fetch_until_ms
+    }
+
+    /// Whether a VM other than `vm` may hold unspent credit of the live lease in its
+    /// slice (credit of a dropped or expired lease is no use to anyone).
+    pub fn others_hold_slices(&self, vm: u64, now_ms: u64) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|l| now_ms < l.expires_at_ms)
+            && self
+                .slice_vms
+                .iter()
+                .any(|&(holder, until)| holder != vm && now_ms < until)
+    }
+
+    /// `vm` holds a slice until `until_ms` (entries that no longer count are dropped).
+    pub fn hold_slice(&mut self, vm: u64, until_ms: u64, now_ms: u64) {
+        self.slice_vms
+            .retain(|&(holder, until)| holder != vm && now_ms < until);
+        self.slice_vms.push((vm, until_ms));
+    }
+
+    /// `vm` settled its slice.
+    pub fn release_slice(&mut self, vm: u64) {
+        self.slice_vms.retain(|&(holder, _)| holder != vm);
     }
 
     pub fn live_refusal(&self, now_ms: u64) -> Option<&Refusal> {
@@ -280,6 +307,11 @@ impl Record {
         w.push(self.waiting_vms.len().min(255) as u8);
         for vm in self.waiting_vms.iter().take(255) {
             put_u64(&mut w, *vm);
+        }
+        w.push(self.slice_vms.len().min(255) as u8);
+        for (vm, until) in self.slice_vms.iter().take(255) {
+            put_u64(&mut w, *vm);
+            put_u64(&mut w, *until);
         }
         for v in [
             self.checked_at_ms,
@@ -337,12 +369,18 @@ impl Record {
         for _ in 0..n {
             waiting_vms.push(r.u64()?);
         }
+        let n = r.u8()?;
+        let mut slice_vms = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            slice_vms.push((r.u64()?, r.u64()?));
+        }
         Some(Record {
             lease,
             refusal,
             fetch_owner,
             fetch_until_ms,
             waiting_vms,
+            slice_vms,
             checked_at_ms: r.u64()?,
             window_start_ms: r.u64()?,
             window_tokens: r.u64()?,
@@ -462,6 +500,7 @@ mod tests {
             fetch_owner: 3,
             fetch_until_ms: 4,
             waiting_vms: vec![5, 6],
+            slice_vms: vec![(5, 12)],
             checked_at_ms: 7,
             window_start_ms: 8,
             window_tokens: 9,
@@ -479,7 +518,7 @@ mod tests {
             Record::decode(&Record::default().encode()),
             Some(Record::default())
         );
-        for bad in [&b""[..], b"\x01", b"\x02\x01\x05ab", &[0xff; 40]] {
+        for bad in [&b""[..], b"\x01", b"\x03\x01\x05ab", &[0xff; 40]] {
             assert_eq!(Record::decode(bad), None);
         }
         let enc = sample().encode();

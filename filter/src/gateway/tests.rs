@@ -101,6 +101,12 @@ fn consumed(s: &FakeStore, key: &str) -> u64 {
         .consumed
 }
 
+/// What the process has consumed of KEY_A-like `key`'s lease once `g` settled its slices.
+fn settled(g: &mut Gateway, s: &FakeStore, key: &str, now: u64) -> u64 {
+    g.settle_slices(now, s, true);
+    consumed(s, key)
+}
+
 /// Admit `ctx` on a fresh lease of `tokens` for KEY_A.
 fn warm(g: &mut Gateway, s: &FakeStore, tokens: u64) {
     g.on_request_headers(900, headers(KEY_A), 0, s);
@@ -164,7 +170,7 @@ fn cold_user_waits_once_then_requests_are_served_from_the_lease() {
     g.on_request_end(3, 8, &s); // on_log after end of stream: idempotent
     complete(&mut g, &s, 1, CHAT, 9);
     complete(&mut g, &s, 2, CHAT, 9);
-    assert_eq!(consumed(&s, KEY_A), 3 * 29);
+    assert_eq!(settled(&mut g, &s, KEY_A, 9), 3 * 29);
 
     let records = sent_records(&mut g, &s, 10);
     assert_eq!(records.len(), 3);
@@ -286,11 +292,16 @@ fn renewal_starts_at_low_water_from_the_root_without_making_anyone_wait() {
         14,
         &s,
     );
+    assert_eq!(
+        settled(&mut g, &s, KEY_A, 14),
+        800,
+        "four requests in flight"
+    );
     let lease = lease_store::load(&s, &key::hash(KEY_A))
         .unwrap()
         .lease
         .unwrap();
-    assert_eq!((lease.granted, lease.consumed), (3000, 800));
+    assert_eq!(lease.granted, 3000);
     // A renewal refused for quota keeps the room that is left.
     for ctx in 5..=12 {
         g.on_request_headers(ctx, headers(KEY_A), 15, &s); // 800 + 1600 of 3000: renew
@@ -795,7 +806,11 @@ fn oversized_body_is_413_and_returns_its_reservation() {
     };
     assert_eq!(reply.status, 413);
     assert!(String::from_utf8_lossy(&reply.body).contains("request_too_large"));
-    assert_eq!(consumed(&s, KEY_A), 0, "the reservation is returned");
+    assert_eq!(
+        settled(&mut g, &s, KEY_A, 1),
+        0,
+        "the reservation is returned"
+    );
 }
 
 #[test]
@@ -1233,4 +1248,166 @@ fn key_hashes_are_cached_while_in_use_and_swept_with_their_records() {
     g.sweep(1 + IDLE_MS, &s);
     assert!(g.key_hashes.is_empty());
     assert_eq!(g.tracked_keys(), 0);
+}
+
+#[test]
+fn warm_requests_spend_the_vm_slice_without_touching_shared_data() {
+    let s = store();
+    let mut g = gateway(1);
+    warm(&mut g, &s, 100_000);
+    // The first request claims a slice (one write); a burst then claims by its rate.
+    g.on_request_headers(1, headers(KEY_A), 10, &s);
+    complete(&mut g, &s, 1, CHAT, 10);
+    g.on_request_headers(2, headers(KEY_A), 20, &s);
+    complete(&mut g, &s, 2, CHAT, 20);
+    let writes = s.sets.get();
+    for ctx in 3..=40 {
+        assert!(matches!(
+            g.on_request_headers(ctx, headers(KEY_A), 30, &s),
+            HeadersOutcome::Forward { .. }
+        ));
+        complete(&mut g, &s, ctx, CHAT, 30);
+    }
+    assert!(
+        s.sets.get() - writes <= 2,
+        "38 warm requests wrote shared data {} times",
+        s.sets.get() - writes
+    );
+    // Settled, the shared lease holds exactly what was used.
+    assert_eq!(settled(&mut g, &s, KEY_A, 31), 40 * 29);
+}
+
+#[test]
+fn slices_divide_one_lease_between_vms_and_never_exceed_it() {
+    let s = store();
+    let (mut g1, mut g2) = (gateway(1), gateway(2));
+    warm(&mut g1, &s, 1000);
+    // Requests in flight on both VMs, each reserving 200, until the lease is spent.
+    let mut admitted = 0;
+    let mut waited = false;
+    for ctx in 1..=20u32 {
+        let g = if ctx % 2 == 0 { &mut g1 } else { &mut g2 };
+        match g.on_request_headers(ctx, headers(KEY_A), 10, &s) {
+            HeadersOutcome::Forward { .. } => admitted += 1,
+            HeadersOutcome::Wait { .. } => {
+                waited = true;
+                break;
+            }
+            HeadersOutcome::Respond(r) => panic!("refused: {}", r.status),
+        }
+    }
+    assert!(waited, "the lease ran out");
+    // Five reservations of 200, or more when the last ones got what was left.
+    assert!(admitted >= 5, "admitted {admitted}");
+    g1.settle_slices(10, &s, true);
+    g2.settle_slices(10, &s, true);
+    assert_eq!(consumed(&s, KEY_A), 1000, "every token reserved once");
+}
+
+#[test]
+fn an_idle_vm_gives_its_slice_back_on_the_tick() {
+    let s = store();
+    let (mut g1, mut g2) = (gateway(1), gateway(2));
+    warm(&mut g1, &s, 1000);
+    // g1 bursts, so its next claim is large, then goes quiet.
+    for ctx in 1..=3 {
+        g1.on_request_headers(ctx, headers(KEY_A), 10, &s);
+        complete(&mut g1, &s, ctx, CHAT, 10);
+    }
+    assert!(
+        consumed(&s, KEY_A) > 3 * 29,
+        "g1 still holds the rest of its slice"
+    );
+    let _ = g1.on_tick(1, 10 + SLICE_TTL_MS, &s);
+    assert_eq!(consumed(&s, KEY_A), 3 * 29, "the lapsed slice was settled");
+    // All of the rest is g2's to use now.
+    let mut admitted = 0;
+    for ctx in 1..=10 {
+        if matches!(
+            g2.on_request_headers(ctx, headers(KEY_A), 11 + SLICE_TTL_MS, &s),
+            HeadersOutcome::Forward { .. }
+        ) {
+            admitted += 1;
+        }
+    }
+    assert_eq!(
+        admitted,
+        (1000 - 3 * 29) / 200 + 1,
+        "the last one gets what is left"
+    );
+}
+
+#[test]
+fn a_revocation_seen_by_one_vm_ends_the_other_vms_slices_at_once() {
+    let s = store();
+    let (mut g1, mut g2) = (gateway(1), gateway(2));
+    warm(&mut g1, &s, 100_000);
+    for ctx in 1..=3 {
+        g2.on_request_headers(ctx, headers(KEY_A), 10, &s);
+        complete(&mut g2, &s, ctx, CHAT, 10);
+    }
+    let answer = SyncAnswer::parse(
+        format!(
+            r#"{{"keys":[{{"key_hash":"{}","decision":"invalid_key"}}]}}"#,
+            key::hash(KEY_A)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    g1.on_sync_answer(Some(answer), 20, &s);
+    let HeadersOutcome::Respond(reply) = g1.on_request_headers(9, headers(KEY_A), 21, &s) else {
+        panic!("the VM that saw the revocation refuses at once")
+    };
+    assert_eq!(reply.status, 401);
+    // g2 holds a slice: it is told, and its slice lapses as soon as it hears.
+    assert!(s
+        .notified
+        .borrow()
+        .contains(&(g2.vm_id(), key::hash(KEY_A))));
+    g2.on_notified(&key::hash(KEY_A), 22, &s);
+    let HeadersOutcome::Respond(reply) = g2.on_request_headers(9, headers(KEY_A), 23, &s) else {
+        panic!("refused once told")
+    };
+    assert_eq!(reply.status, 401);
+    // What g2's requests used is still reported (the control plane charges the records).
+    assert_eq!(sent_records(&mut g2, &s, 11 + SLICE_TTL_MS).len(), 3);
+}
+
+#[test]
+fn a_spent_lease_waits_for_other_vms_slices_before_refusing() {
+    let s = store();
+    let (mut g1, mut g2) = (gateway(1), gateway(2));
+    warm(&mut g1, &s, 1000);
+    // g2 bursts and keeps the unspent rest of its slice.
+    for ctx in 1..=3 {
+        g2.on_request_headers(ctx, headers(KEY_A), 10, &s);
+        complete(&mut g2, &s, ctx, CHAT, 10);
+    }
+    // g1 spends the rest of the lease; the control plane has nothing more.
+    let mut ctx = 10;
+    loop {
+        ctx += 1;
+        match g1.on_request_headers(ctx, headers(KEY_A), 20, &s) {
+            HeadersOutcome::Forward { .. } => continue,
+            HeadersOutcome::Wait { .. } => break,
+            HeadersOutcome::Respond(r) => panic!("refused with {} while g2 holds credit", r.status),
+        }
+    }
+    let record = key::hash(KEY_A);
+    let waiting = ctx;
+    // The renewal g1 started at the low-water mark comes back exhausted.
+    assert_eq!(g1.on_tick(1, 20, &s).lease_fetches.len(), 1);
+    assert_eq!(
+        g1.on_lease_answer(&record, exhausted(), 21, &s),
+        vec![],
+        "exhausted, but g2's slice still holds credit: keep waiting"
+    );
+    // g2's slice lapses and its tick settles it: g1 is woken and admitted.
+    s.notified.borrow_mut().clear();
+    let _ = g2.on_tick(1, 10 + SLICE_TTL_MS, &s);
+    assert!(s.notified.borrow().contains(&(g1.vm_id(), record.clone())));
+    assert_eq!(
+        g1.on_notified(&record, 11 + SLICE_TTL_MS, &s),
+        vec![(waiting, WaiterOutcome::Resume)]
+    );
 }
