@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,11 +30,12 @@ from benchlib import Procs, envoy_binary, free_port, wait_http
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 ALFRED = os.path.join(ROOT, "target", "release", "alfred")
-ALFRED_WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "alfred_filter.wasm")
+ALFRED_WASM = os.environ.get("ALFRED_WASM") or os.path.join(ROOT, "target", "wasm32-wasip1", "release", "alfred_filter.wasm")
 NOOP_WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "alfred_bench_noop_filter.wasm")
 RENDER = os.path.join(ROOT, "envoy", "render.py")
 
-DURATION = os.environ.get("BENCH_DURATION", "10s")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+ROUND_DURATION = os.environ.get("BENCH_ROUND_DURATION", "3s")
 CONCURRENCY = os.environ.get("BENCH_ENVOY_CONCURRENCY", "2")
 SATURATION_CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 MEMORY_KEYS = int(os.environ.get("BENCH_MEMORY_KEYS", "10000"))
@@ -186,19 +189,46 @@ def envoy_stats(admin_port: int) -> dict[str, int]:
     return stats
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_saturated(port: int, script: str, pids: dict[str, int]) -> dict:
+    """One saturated run, with the CPU each process spent per request."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    wrk_before = children_cpu_seconds()
+    run = run_wrk(port, script, 2, SATURATION_CONNECTIONS, ROUND_DURATION)
+    cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    cpu["wrk"] = children_cpu_seconds() - wrk_before
+    run["cpu_us_per_request"] = {name: round(s * 1e6 / max(run["requests"], 1), 1) for name, s in cpu.items()}
+    return run
+
+
 def main() -> None:
     os.makedirs(RESULTS, exist_ok=True)
     envoy = envoy_binary()
     work = tempfile.mkdtemp(prefix="alfred-bench-")
     procs = Procs(work)
     token = "bench-filter-token-" + "x" * 32
-    results: dict = {"machine": {"cores": os.cpu_count(), "envoy_concurrency": int(CONCURRENCY)}, "modes": {}}
+    results: dict = {
+        "machine": {"cores": os.cpu_count(), "envoy_concurrency": int(CONCURRENCY)},
+        "method": {"rounds": ROUNDS, "round_duration": ROUND_DURATION, "connections": SATURATION_CONNECTIONS},
+        "modes": {},
+    }
     try:
         # Fixed-response upstream (its own Envoy, one worker).
         up_port, up_admin = free_port(), free_port()
         with open(os.path.join(work, "upstream.json"), "w") as f:
             json.dump(upstream_config(up_port, up_admin), f)
-        procs.start("upstream", [envoy, "-c", os.path.join(work, "upstream.json"), "--concurrency", "1", "-l", "error", "--base-id", "41"])
+        upstream = procs.start("upstream", [envoy, "-c", os.path.join(work, "upstream.json"), "--concurrency", "1", "-l", "error", "--base-id", "41"])
         wait_http(f"http://127.0.0.1:{up_admin}/ready")
 
         # Control plane on a temporary SQLite database.
@@ -207,7 +237,7 @@ def main() -> None:
                    ALFRED_FILTER_TOKEN=token, RUST_LOG="warn")
         admin = json.loads(subprocess.run([ALFRED, "create-admin", "--email", "bench@example.com", "--name", "Bench", "--json"],
                                           env=env, capture_output=True, text=True, check=True).stdout)
-        procs.start("control-plane", [ALFRED, "serve"], env=env)
+        control_plane = procs.start("control-plane", [ALFRED, "serve"], env=env)
         wait_http(f"http://127.0.0.1:{cp_port}/healthz")
         users_url = f"http://127.0.0.1:{cp_port}/v1/admin/users"
 
@@ -230,7 +260,10 @@ def main() -> None:
         wrk_script(warm_script, warm_keys_file)
         wrk_script(all_script, all_keys_file)
 
+        # All three front proxies run side by side for the whole measurement, and the
+        # rounds interleave them, so drift of the shared machine hits every mode alike.
         modes = [("envoy", None), ("noop-wasm", NOOP_WASM), ("alfred", ALFRED_WASM)]
+        fronts: dict[str, tuple[int, int, subprocess.Popen]] = {}
         for base_id, (mode, wasm) in enumerate(modes, start=50):
             port, admin_port = free_port(), free_port()
             config = os.path.join(work, f"envoy-{mode}.yaml")
@@ -240,37 +273,69 @@ def main() -> None:
                     "--filter-token", token, "--proxy-id", f"bench-{mode}", "--no-access-log"]
             args += ["--no-filter"] if wasm is None else ["--wasm", wasm]
             subprocess.run(args, check=True)
-            envoy_proc = procs.start(f"envoy-{mode}", [envoy, "-c", config, "--concurrency", CONCURRENCY, "-l", "error",
-                                                       "--base-id", str(base_id)])
+            proc = procs.start(f"envoy-{mode}", [envoy, "-c", config, "--concurrency", CONCURRENCY, "-l", "error",
+                                                 "--base-id", str(base_id)])
             wait_http(f"http://127.0.0.1:{admin_port}/ready")
+            fronts[mode] = (port, admin_port, proc)
+        for mode, (port, _, _) in fronts.items():
             # Warm up: every warm key gets its lease; JIT and connection pools settle.
             run_wrk(port, warm_script, 1, 4, "3s")
-            before = envoy_stats(admin_port) if wasm == ALFRED_WASM else {}
-            serial = run_wrk(port, warm_script, 1, 1, DURATION)
-            saturated = run_wrk(port, warm_script, 2, SATURATION_CONNECTIONS, DURATION)
-            entry = {"serial": serial, "saturated": saturated}
-            if wasm == ALFRED_WASM:
-                time.sleep(1)
-                after = envoy_stats(admin_port)
-                requests = after.get("alfred_requests_total", 0) - before.get("alfred_requests_total", 0)
-                waited = after.get("alfred_requests_waited_total", 0) - before.get("alfred_requests_waited_total", 0)
-                entry["requests_counted"] = requests
-                entry["waited_fraction"] = waited / requests if requests else None
-                # Memory with many distinct active keys: one pass over all of them, then
-                # another (every key now has a lease in shared data and is tracked).
-                run_wrk(port, all_script, 2, 16, os.environ.get("BENCH_MEMORY_DURATION", "30s"))
-                time.sleep(1)
-                stats = envoy_stats(admin_port)
-                entry["memory"] = {
-                    "distinct_keys": MEMORY_KEYS,
-                    "tracked_keys_one_vm": stats.get("alfred_tracked_keys"),
-                    "vm_memory_bytes": stats.get("alfred_vm_memory_bytes"),
-                    "lease_fetches": stats.get("alfred_lease_fetches_total"),
-                    "records_dropped": stats.get("alfred_usage_records_dropped_total"),
-                }
+
+        alfred_admin = fronts["alfred"][1]
+        before = envoy_stats(alfred_admin)
+        serial: dict[str, list[dict]] = {mode: [] for mode in fronts}
+        saturated: dict[str, list[dict]] = {mode: [] for mode in fronts}
+        order = list(fronts)
+        for r in range(ROUNDS):
+            rotated = order[r % len(order):] + order[: r % len(order)]
+            for mode in rotated:
+                port, _, proc = fronts[mode]
+                serial[mode].append(run_wrk(port, warm_script, 1, 1, ROUND_DURATION))
+                pids = {"front envoy": proc.pid, "upstream": upstream.pid, "control plane": control_plane.pid}
+                saturated[mode].append(measure_saturated(port, warm_script, pids))
+            print(f"round {r + 1}/{ROUNDS}: " + ", ".join(
+                f"{m} p50 {serial[m][-1]['p50_us']:.0f} µs, {saturated[m][-1]['rps']:.0f} req/s" for m in order), flush=True)
+        time.sleep(1)
+        after = envoy_stats(alfred_admin)
+
+        for mode in order:
+            entry = {
+                "serial": {
+                    "p50_us": statistics.median([x["p50_us"] for x in serial[mode]]),
+                    "p99_us": statistics.median([x["p99_us"] for x in serial[mode]]),
+                    "rounds": serial[mode],
+                },
+                "saturated": {
+                    "rps": statistics.median([x["rps"] for x in saturated[mode]]),
+                    "cpu_us_per_request": {
+                        name: statistics.median([x["cpu_us_per_request"][name] for x in saturated[mode]])
+                        for name in saturated[mode][0]["cpu_us_per_request"]
+                    },
+                    "rounds": saturated[mode],
+                },
+            }
+            entry["non_2xx"] = sum(x["non_2xx"] for x in serial[mode] + saturated[mode])
             results["modes"][mode] = entry
-            procs.stop(envoy_proc)
-            print(f"{mode}: {json.dumps(entry)}", flush=True)
+
+        alfred = results["modes"]["alfred"]
+        requests = after.get("alfred_requests_total", 0) - before.get("alfred_requests_total", 0)
+        waited = after.get("alfred_requests_waited_total", 0) - before.get("alfred_requests_waited_total", 0)
+        alfred["requests_counted"] = requests
+        alfred["waited_fraction"] = waited / requests if requests else None
+
+        # Memory with many distinct active keys: every key gets a lease and is tracked by
+        # the worker VMs; the gauges are reported by the VMs that serve requests.
+        port = fronts["alfred"][0]
+        run_wrk(port, all_script, 2, 16, os.environ.get("BENCH_MEMORY_DURATION", "30s"))
+        time.sleep(1)
+        stats = envoy_stats(alfred_admin)
+        alfred["memory"] = {
+            "distinct_keys": MEMORY_KEYS,
+            "tracked_keys_one_vm": stats.get("alfred_tracked_keys"),
+            "vm_memory_bytes": stats.get("alfred_vm_memory_bytes"),
+            "lease_fetches": stats.get("alfred_lease_fetches_total"),
+            "records_dropped": stats.get("alfred_usage_records_dropped_total"),
+        }
     finally:
         procs.stop_all()
 
@@ -285,12 +350,18 @@ def main() -> None:
     }
     results["summary"] = summary
     lines = [
-        "| mode | serial p50 (µs) | serial p99 (µs) | saturated req/s | non-2xx |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        f"Median of {ROUNDS} interleaved rounds of {ROUND_DURATION} per mode; CPU is per request, "
+        "by process, in the saturated runs.",
+        "",
+        "| mode | serial p50 (µs) | serial p99 (µs) | saturated req/s | front Envoy CPU (µs) | upstream CPU (µs) "
+        "| control plane CPU (µs) | wrk CPU (µs) | non-2xx |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for mode, entry in results["modes"].items():
+        cpu = entry["saturated"]["cpu_us_per_request"]
         lines.append(f"| {mode} | {entry['serial']['p50_us']:.0f} | {entry['serial']['p99_us']:.0f} | "
-                     f"{entry['saturated']['rps']:.0f} | {entry['serial']['non_2xx'] + entry['saturated']['non_2xx']} |")
+                     f"{entry['saturated']['rps']:.0f} | {cpu['front envoy']:.0f} | {cpu['upstream']:.0f} | "
+                     f"{cpu['control plane']:.0f} | {cpu['wrk']:.0f} | {entry['non_2xx']} |")
     lines += [
         "",
         "| target | measured | goal |",
