@@ -1229,7 +1229,7 @@ impl Gateway {
             .or(state.request_model.take());
         let charged = usage.charged();
         self.settle(&state.record, &admission, charged, now_ms, store);
-        self.reporter.push(UsageRecord {
+        self.reporter.push(&UsageRecord {
             request_id: state.request_id,
             lease_id: Some(admission.lease_id),
             user_id: admission.user_id,

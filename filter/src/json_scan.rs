@@ -144,6 +144,8 @@ enum State {
         escape: bool,
     },
     Number,
+    /// A number under a key nobody asked for: skipped, not parsed.
+    SkipNumber,
     Literal,
 }
 
@@ -371,6 +373,13 @@ impl Scanner {
                     self.step(b, sink);
                 }
             }
+            State::SkipNumber => {
+                if b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E') {
+                    return;
+                }
+                self.value_done();
+                self.step(b, sink);
+            }
             State::Literal => {
                 if b.is_ascii_alphabetic() {
                     return;
@@ -385,6 +394,10 @@ impl Scanner {
                     self.clear_buf();
                     self.str_len = 0;
                     self.state = State::ValueString { escape: false };
+                }
+                // Wanted numbers are token counts, always under a key of their own.
+                b'-' | b'0'..=b'9' if matches!(self.current_key, Key::Other | Key::Index) => {
+                    self.state = State::SkipNumber;
                 }
                 b'-' | b'0'..=b'9' => {
                     self.clear_buf();

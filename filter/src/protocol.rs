@@ -78,10 +78,102 @@ pub struct UsageRecord {
     pub ts_ms: u64,
 }
 
-#[derive(Debug, Serialize)]
-pub struct UsageBatch<'a> {
-    pub proxy_id: &'a str,
-    pub records: &'a [UsageRecord],
+impl UsageRecord {
+    /// Append the record as JSON, the same document `serde_json` would write. Written
+    /// by hand because it runs for every request inside the VM, where a generic
+    /// serializer costs several times more.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"request_id\":");
+        write_json_str(out, &self.request_id);
+        out.extend_from_slice(b",\"lease_id\":");
+        match &self.lease_id {
+            Some(id) => write_json_str(out, id),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"user_id\":");
+        write_int(out, self.user_id.unsigned_abs(), self.user_id < 0);
+        out.extend_from_slice(b",\"provider\":");
+        write_json_str(out, self.provider);
+        out.extend_from_slice(b",\"model\":");
+        write_json_str(out, &self.model);
+        for (name, value) in [
+            (&b",\"input_tokens\":"[..], self.input_tokens),
+            (b",\"output_tokens\":", self.output_tokens),
+            (b",\"total_tokens\":", self.total_tokens),
+            (b",\"cached_tokens\":", self.cached_tokens),
+            (b",\"reasoning_tokens\":", self.reasoning_tokens),
+            (b",\"status\":", u64::from(self.status)),
+        ] {
+            out.extend_from_slice(name);
+            write_int(out, value, false);
+        }
+        out.extend_from_slice(if self.estimated {
+            b",\"estimated\":true"
+        } else {
+            b",\"estimated\":false"
+        });
+        out.extend_from_slice(b",\"priority\":");
+        write_json_str(out, self.priority);
+        out.extend_from_slice(b",\"project_id\":");
+        match &self.project_id {
+            Some(id) => write_json_str(out, id),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"privacy\":");
+        write_json_str(out, self.privacy);
+        out.extend_from_slice(b",\"ts_ms\":");
+        write_int(out, self.ts_ms, false);
+        out.push(b'}');
+    }
+}
+
+/// A JSON string: quotes, backslashes and control characters escaped; other UTF-8 as is.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn write_int(out: &mut Vec<u8>, mut value: u64, negative: bool) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    if negative {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Re-check of keys this proxy holds leases for: revocation, suspension and quota
@@ -117,6 +209,38 @@ impl SyncAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hand_written_record_json_is_what_serde_writes() {
+        let mut record = UsageRecord {
+            request_id: "0f8e".into(),
+            lease_id: Some("l-1".into()),
+            user_id: -42,
+            provider: "openai",
+            model: "gpt\\u002d4 \"q\"\n\u{1}\u{7f} é✓".into(),
+            input_tokens: 0,
+            output_tokens: u64::MAX,
+            total_tokens: 1_000_000_007,
+            cached_tokens: 3,
+            reasoning_tokens: 10,
+            status: 200,
+            estimated: true,
+            priority: "critical",
+            project_id: Some("p\t1".into()),
+            privacy: "strict",
+            ts_ms: 1_764_466_000_000,
+        };
+        for _ in 0..2 {
+            let mut ours = Vec::new();
+            record.write_json(&mut ours);
+            let ours: serde_json::Value = serde_json::from_slice(&ours).unwrap();
+            assert_eq!(ours, serde_json::to_value(&record).unwrap());
+            record.lease_id = None;
+            record.project_id = None;
+            record.estimated = false;
+            record.user_id = i64::MAX;
+        }
+    }
 
     #[test]
     fn parses_every_decision() {

@@ -1,8 +1,11 @@
 //! Usage reporting: a bounded queue of records sent in batches from the root context's
 //! tick, each batch retried with backoff until the control plane acknowledges it. The
 //! control plane applies each `request_id` once, so resending is always safe.
+//!
+//! Records are written as JSON when queued: the cost is spread over the requests
+//! instead of stalling the worker on the tick that sends a batch of hundreds.
 
-use crate::protocol::{UsageBatch, UsageRecord};
+use crate::protocol::{write_json_str, UsageRecord};
 use std::collections::VecDeque;
 
 const BACKOFF_START_MS: u64 = 250;
@@ -33,8 +36,9 @@ impl ReportOutcome {
 
 #[derive(Debug)]
 pub struct Reporter {
-    queue: VecDeque<UsageRecord>,
-    in_flight: Vec<UsageRecord>,
+    /// Records, each as its JSON object.
+    queue: VecDeque<Vec<u8>>,
+    in_flight: Vec<Vec<u8>>,
     sending: bool,
     next_attempt_ms: u64,
     backoff_ms: u64,
@@ -61,12 +65,14 @@ impl Reporter {
         }
     }
 
-    pub fn push(&mut self, record: UsageRecord) {
+    pub fn push(&mut self, record: &UsageRecord) {
         if self.queue.len() + self.in_flight.len() >= self.max_buffered {
             self.queue.pop_front();
             self.dropped += 1;
         }
-        self.queue.push_back(record);
+        let mut json = Vec::with_capacity(384);
+        record.write_json(&mut json);
+        self.queue.push_back(json);
     }
 
     /// Records not yet acknowledged.
@@ -86,11 +92,18 @@ impl Reporter {
         if self.in_flight.is_empty() {
             return None;
         }
-        let body = serde_json::to_vec(&UsageBatch {
-            proxy_id,
-            records: &self.in_flight,
-        })
-        .ok()?;
+        let size: usize = self.in_flight.iter().map(|r| r.len() + 1).sum();
+        let mut body = Vec::with_capacity(size + proxy_id.len() + 32);
+        body.extend_from_slice(b"{\"proxy_id\":");
+        write_json_str(&mut body, proxy_id);
+        body.extend_from_slice(b",\"records\":[");
+        for (i, record) in self.in_flight.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(record);
+        }
+        body.extend_from_slice(b"]}");
         self.sending = true;
         Some(body)
     }
@@ -161,7 +174,7 @@ mod tests {
     fn batches_retries_same_records_with_backoff_until_acknowledged() {
         let mut r = Reporter::new(2, 100);
         for n in 0..3 {
-            r.push(record(n));
+            r.push(&record(n));
         }
         let first = r.next_batch("p", 0).unwrap();
         assert_eq!(ids(&first), ["r0", "r1"]);
@@ -193,7 +206,7 @@ mod tests {
     fn full_buffer_and_rejections_are_counted() {
         let mut r = Reporter::new(10, 2);
         for n in 0..5 {
-            r.push(record(n));
+            r.push(&record(n));
         }
         assert_eq!((r.pending(), r.dropped), (2, 3));
         assert_eq!(ids(&r.next_batch("p", 0).unwrap()), ["r3", "r4"]);
