@@ -40,6 +40,7 @@ CONCURRENCY = os.environ.get("BENCH_ENVOY_CONCURRENCY", "2")
 SATURATION_CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 MEMORY_KEYS = int(os.environ.get("BENCH_MEMORY_KEYS", "10000"))
 WARM_KEYS = 100
+ALL_CPUS = f"0-{(os.cpu_count() or 1) - 1}"
 
 CHAT_BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}'
 # The API path driven; /v1/embeddings is not body-inspected by the filter, which shows
@@ -151,9 +152,16 @@ end
         )
 
 
-def run_wrk(port: int, script: str, threads: int, connections: int, duration: str) -> dict:
+def pin(pids: list[int], cpus: str) -> None:
+    """Move every thread of each process onto `cpus` (a taskset list, e.g. "0")."""
+    for pid in pids:
+        subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=True, stdout=subprocess.DEVNULL)
+
+
+def run_wrk(port: int, script: str, threads: int, connections: int, duration: str, cpus: str | None = None) -> dict:
+    pinned = ["taskset", "-c", cpus] if cpus else []
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency", "-s", script, f"http://127.0.0.1:{port}"],
+        [*pinned, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency", "-s", script, f"http://127.0.0.1:{port}"],
         capture_output=True,
         text=True,
         check=True,
@@ -290,7 +298,13 @@ def main() -> None:
             rotated = order[r % len(order):] + order[: r % len(order)]
             for mode in rotated:
                 port, _, proc = fronts[mode]
-                serial[mode].append(run_wrk(port, warm_script, 1, 1, ROUND_DURATION))
+                # Serial: the whole request path (client, front Envoy, upstream) on one
+                # core and the control plane on the other, so the latency is the work
+                # on the path, not where the scheduler happened to wake each hop.
+                pin([proc.pid, upstream.pid], "0")
+                pin([control_plane.pid], "1")
+                serial[mode].append(run_wrk(port, warm_script, 1, 1, ROUND_DURATION, cpus="0"))
+                pin([proc.pid, upstream.pid, control_plane.pid], ALL_CPUS)
                 pids = {"front envoy": proc.pid, "upstream": upstream.pid, "control plane": control_plane.pid}
                 saturated[mode].append(measure_saturated(port, warm_script, pids))
             print(f"round {r + 1}/{ROUNDS}: " + ", ".join(
@@ -350,8 +364,9 @@ def main() -> None:
     }
     results["summary"] = summary
     lines = [
-        f"Median of {ROUNDS} interleaved rounds of {ROUND_DURATION} per mode; CPU is per request, "
-        "by process, in the saturated runs.",
+        f"Median of {ROUNDS} interleaved rounds of {ROUND_DURATION} per mode. Serial runs pin the request "
+        "path (wrk, front Envoy, upstream) to one core and the control plane to the other; CPU is per "
+        "request, by process, in the saturated runs.",
         "",
         "| mode | serial p50 (µs) | serial p99 (µs) | saturated req/s | front Envoy CPU (µs) | upstream CPU (µs) "
         "| control plane CPU (µs) | wrk CPU (µs) | non-2xx |",
