@@ -5,6 +5,7 @@
 //! Where the multi-backend lacks a feature (`ON CONFLICT`, `FOR UPDATE`, how a write
 //! transaction takes its lock) the code matches on the variant.
 
+pub mod group_commit;
 pub mod schema;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -275,6 +276,42 @@ pub fn lock_user(conn: &mut DbConnection, user_id: i64) -> QueryResult<()> {
 /// Locks a team's pool for the rest of the transaction (after any user locks).
 pub fn lock_team(conn: &mut DbConnection, team_id: i64) -> QueryResult<()> {
     advisory_lock(conn, TEAM_LOCK_SPACE | team_id)
+}
+
+/// Locks several users' credit at once, in ascending id order (the lock order), for
+/// a transaction that decides for all of them (a round of grants). `user_ids` must be
+/// sorted ascending.
+pub fn lock_users(conn: &mut DbConnection, user_ids: &[i64]) -> QueryResult<()> {
+    advisory_locks(
+        conn,
+        user_ids.iter().map(|&id| USER_LOCK_SPACE | id).collect(),
+    )
+}
+
+/// Locks several teams' pools at once, in ascending id order (after the user locks).
+/// `team_ids` must be sorted ascending.
+pub fn lock_teams(conn: &mut DbConnection, team_ids: &[i64]) -> QueryResult<()> {
+    advisory_locks(
+        conn,
+        team_ids.iter().map(|&id| TEAM_LOCK_SPACE | id).collect(),
+    )
+}
+
+/// Takes the locks one after the other in the order given: `unnest` yields the
+/// array's elements in order and nothing re-sorts them before the call.
+fn advisory_locks(conn: &mut DbConnection, keys: Vec<i64>) -> QueryResult<()> {
+    match keys.as_slice() {
+        [] => Ok(()),
+        [key] => advisory_lock(conn, *key),
+        _ => {
+            if let DbConnection::Postgres(pg) = conn {
+                diesel::sql_query("SELECT pg_advisory_xact_lock(k) FROM unnest($1) AS u(k)")
+                    .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(keys)
+                    .execute(pg)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 fn advisory_lock(conn: &mut DbConnection, key: i64) -> QueryResult<()> {

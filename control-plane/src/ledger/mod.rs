@@ -250,19 +250,13 @@ struct BalanceDelta {
     balance: i64,
 }
 
-/// Writes a movement in the caller's transaction: the movement row, its non-zero
-/// entries and the balances they change. Returns the movement id, or `None` when
-/// every amount was zero (nothing moved, nothing written).
-///
-/// Refuses an unbalanced movement, and one that would take a spendable balance below
-/// zero, with [`Error::Invariant`] (the caller's transaction then rolls back).
-pub fn post(
-    conn: &mut DbConnection,
-    now: NaiveDateTime,
-    movement: &Movement,
-) -> Result<Option<i64>> {
+/// A movement's entries netted per account and period, zero amounts dropped.
+type Net = BTreeMap<(String, NaiveDateTime), i64>;
+
+/// Nets a movement's entries and checks that they balance.
+fn net_entries(movement: &Movement) -> Result<Net> {
     // Same account and period twice in one movement: one entry.
-    let mut net: BTreeMap<(String, NaiveDateTime), i64> = BTreeMap::new();
+    let mut net: Net = BTreeMap::new();
     let mut sum: i64 = 0;
     for e in &movement.entries {
         sum = sum
@@ -280,18 +274,39 @@ pub fn post(
         )));
     }
     net.retain(|_, amount| *amount != 0);
+    Ok(net)
+}
+
+impl Movement {
+    fn row(&self, now: NaiveDateTime) -> NewMovement<'_> {
+        NewMovement {
+            kind: self.kind.as_str(),
+            created_at: now,
+            user_id: self.user_id,
+            team_id: self.team_id,
+            actor_id: self.actor_id,
+            reference: self.reference.as_deref(),
+            note: self.note.as_deref(),
+        }
+    }
+}
+
+/// Writes a movement in the caller's transaction: the movement row, its non-zero
+/// entries and the balances they change. Returns the movement id, or `None` when
+/// every amount was zero (nothing moved, nothing written).
+///
+/// Refuses an unbalanced movement, and one that would take a spendable balance below
+/// zero, with [`Error::Invariant`] (the caller's transaction then rolls back).
+pub fn post(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    movement: &Movement,
+) -> Result<Option<i64>> {
+    let net = net_entries(movement)?;
     if net.is_empty() {
         return Ok(None);
     }
-    let row = NewMovement {
-        kind: movement.kind.as_str(),
-        created_at: now,
-        user_id: movement.user_id,
-        team_id: movement.team_id,
-        actor_id: movement.actor_id,
-        reference: movement.reference.as_deref(),
-        note: movement.note.as_deref(),
-    };
+    let row = movement.row(now);
     let id: i64 = crate::on_backend!(conn, |c| diesel::insert_into(ledger_movements::table)
         .values(&row)
         .returning(ledger_movements::id)
@@ -308,20 +323,160 @@ pub fn post(
     crate::on_backend!(conn, |c| diesel::insert_into(ledger_entries::table)
         .values(&entries)
         .execute(c))?;
-    // Key order, so concurrent movements lock balance rows in the same order. The
-    // issuer's balance is never decided on, so it is not cached: every allocation in
-    // the organisation would otherwise queue on its one row.
-    let deltas: Vec<BalanceDelta> = net
-        .into_iter()
+    apply_deltas(conn, &deltas_of(net))?;
+    Ok(Some(id))
+}
+
+/// Rows per multi-row ledger INSERT: at most 4 bind parameters each stays far below
+/// SQLite's 32,766 parameter limit.
+const LEDGER_CHUNK_ROWS: usize = 1000;
+
+/// Writes several movements in the caller's transaction, as [`post`] writes one, in a
+/// few statements whatever their number: the movement rows, all their entries, and
+/// every balance they change netted into one upsert (in key order, checked against the
+/// floor once). Returns each movement's id (`None` where nothing moved), in order.
+pub fn post_all(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    movements: &[Movement],
+) -> Result<Vec<Option<i64>>> {
+    if let [one] = movements {
+        return Ok(vec![post(conn, now, one)?]);
+    }
+    let mut nets = Vec::with_capacity(movements.len());
+    for m in movements {
+        nets.push(net_entries(m)?);
+    }
+    let moving: Vec<&Movement> = movements
+        .iter()
+        .zip(&nets)
+        .filter(|(_, net)| !net.is_empty())
+        .map(|(m, _)| m)
+        .collect();
+    let mut ids = movement_ids(conn, now, &moving)?.into_iter();
+    let mut out = Vec::with_capacity(movements.len());
+    let mut entries: Vec<NewEntry> = Vec::new();
+    let mut total: Net = BTreeMap::new();
+    for net in nets {
+        if net.is_empty() {
+            out.push(None);
+            continue;
+        }
+        let id = ids
+            .next()
+            .ok_or_else(|| Error::Invariant("fewer movement ids than movements".into()))?;
+        out.push(Some(id));
+        for ((account, period), amount) in net {
+            entries.push(NewEntry {
+                movement_id: id,
+                account: account.clone(),
+                period_start: period,
+                amount,
+            });
+            let slot = total.entry((account, period)).or_default();
+            *slot = slot
+                .checked_add(amount)
+                .ok_or_else(|| Error::Invariant("ledger balance overflows".into()))?;
+        }
+    }
+    for chunk in entries.chunks(LEDGER_CHUNK_ROWS) {
+        crate::on_backend!(conn, |c| diesel::insert_into(ledger_entries::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    total.retain(|_, amount| *amount != 0);
+    let deltas = deltas_of(total);
+    for chunk in deltas.chunks(LEDGER_CHUNK_ROWS) {
+        apply_deltas(conn, chunk)?;
+    }
+    Ok(out)
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = ledger_movements)]
+struct NumberedMovement<'a> {
+    id: i64,
+    #[diesel(embed)]
+    row: NewMovement<'a>,
+}
+
+#[derive(QueryableByName)]
+struct NextId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+/// Inserts the movement rows and returns their ids in order. SQLite: one cached
+/// statement per row, in-process. PostgreSQL: the ids drawn from the sequence in one
+/// round trip, then one INSERT with them (a multi-row `RETURNING` does not promise
+/// its rows in insert order).
+fn movement_ids(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    movements: &[&Movement],
+) -> Result<Vec<i64>> {
+    if movements.is_empty() {
+        return Ok(Vec::new());
+    }
+    match conn {
+        DbConnection::Sqlite(c) => {
+            let mut ids = Vec::with_capacity(movements.len());
+            for m in movements {
+                ids.push(
+                    diesel::insert_into(ledger_movements::table)
+                        .values(&m.row(now))
+                        .returning(ledger_movements::id)
+                        .get_result(c)?,
+                );
+            }
+            Ok(ids)
+        }
+        DbConnection::Postgres(pg) => {
+            let count = i64::try_from(movements.len())
+                .map_err(|_| Error::Invariant("too many movements".into()))?;
+            let ids: Vec<i64> = diesel::sql_query(
+                "SELECT nextval(pg_get_serial_sequence('ledger_movements', 'id')) AS id \
+                 FROM generate_series(1, $1)",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(count)
+            .load::<NextId>(pg)?
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+            if ids.len() != movements.len() {
+                return Err(Error::Invariant("fewer movement ids than movements".into()));
+            }
+            let rows: Vec<NumberedMovement<'_>> = ids
+                .iter()
+                .zip(movements)
+                .map(|(&id, m)| NumberedMovement {
+                    id,
+                    row: m.row(now),
+                })
+                .collect();
+            for chunk in rows.chunks(LEDGER_CHUNK_ROWS) {
+                diesel::insert_into(ledger_movements::table)
+                    .values(chunk)
+                    .execute(pg)?;
+            }
+            Ok(ids)
+        }
+    }
+}
+
+/// The cached balances a netted set of entries changes, in key order, so concurrent
+/// movements lock balance rows in the same order. The issuer's balance is never
+/// decided on, so it is not cached: every allocation in the organisation would
+/// otherwise queue on its one row.
+fn deltas_of(net: Net) -> Vec<BalanceDelta> {
+    net.into_iter()
         .filter(|((account, _), _)| !is_uncached(account))
         .map(|((account, period_start), balance)| BalanceDelta {
             account,
             period_start,
             balance,
         })
-        .collect();
-    apply_deltas(conn, &deltas)?;
-    Ok(Some(id))
+        .collect()
 }
 
 /// The issuer account's key; its balance is derived from the entries, not cached.
@@ -342,6 +497,9 @@ pub fn may_go_negative(key: &str) -> bool {
 }
 
 fn apply_deltas(conn: &mut DbConnection, deltas: &[BalanceDelta]) -> Result<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
     let target = (ledger_balances::account, ledger_balances::period_start);
     let add =
         ledger_balances::balance.eq(ledger_balances::balance + excluded(ledger_balances::balance));
