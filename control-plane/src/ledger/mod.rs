@@ -14,6 +14,7 @@ use std::fmt;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text, Timestamp};
 use diesel::upsert::excluded;
 
 use crate::db::schema::{ledger_balances, ledger_entries, ledger_movements};
@@ -320,16 +321,10 @@ pub fn post(
             amount: *amount,
         })
         .collect();
-    crate::on_backend!(conn, |c| diesel::insert_into(ledger_entries::table)
-        .values(&entries)
-        .execute(c))?;
+    insert_entries(conn, &entries)?;
     apply_deltas(conn, &deltas_of(net))?;
     Ok(Some(id))
 }
-
-/// Rows per multi-row ledger INSERT: at most 4 bind parameters each stays far below
-/// SQLite's 32,766 parameter limit.
-const LEDGER_CHUNK_ROWS: usize = 1000;
 
 /// Writes several movements in the caller's transaction, as [`post`] writes one, in a
 /// few statements whatever their number: the movement rows, all their entries, and
@@ -379,16 +374,9 @@ pub fn post_all(
                 .ok_or_else(|| Error::Invariant("ledger balance overflows".into()))?;
         }
     }
-    for chunk in entries.chunks(LEDGER_CHUNK_ROWS) {
-        crate::on_backend!(conn, |c| diesel::insert_into(ledger_entries::table)
-            .values(chunk)
-            .execute(c))?;
-    }
+    insert_entries(conn, &entries)?;
     total.retain(|_, amount| *amount != 0);
-    let deltas = deltas_of(total);
-    for chunk in deltas.chunks(LEDGER_CHUNK_ROWS) {
-        apply_deltas(conn, chunk)?;
-    }
+    apply_deltas(conn, &deltas_of(total))?;
     Ok(out)
 }
 
@@ -454,11 +442,9 @@ fn movement_ids(
                     row: m.row(now),
                 })
                 .collect();
-            for chunk in rows.chunks(LEDGER_CHUNK_ROWS) {
-                diesel::insert_into(ledger_movements::table)
-                    .values(chunk)
-                    .execute(pg)?;
-            }
+            diesel::insert_into(ledger_movements::table)
+                .values(&rows)
+                .execute(pg)?;
             Ok(ids)
         }
     }
@@ -496,21 +482,96 @@ pub fn may_go_negative(key: &str) -> bool {
     key == "org:issued" || key.ends_with(":overdraft") || key.ends_with(":debt")
 }
 
+/// Inserts entries. SQLite: one cached single-row statement per entry (in-process, no
+/// SQL text to parse per call, where a multi-row `VALUES` list is parsed anew for
+/// every length). PostgreSQL: one statement over `unnest`ed arrays, one round trip
+/// whatever the count.
+fn insert_entries(conn: &mut DbConnection, entries: &[NewEntry]) -> Result<()> {
+    match conn {
+        DbConnection::Sqlite(c) => {
+            for entry in entries {
+                diesel::insert_into(ledger_entries::table)
+                    .values(entry)
+                    .execute(c)?;
+            }
+        }
+        DbConnection::Postgres(pg) => {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            diesel::sql_query(
+                "INSERT INTO ledger_entries (movement_id, account, period_start, amount) \
+                 SELECT * FROM unnest($1, $2, $3, $4)",
+            )
+            .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.movement_id).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                entries
+                    .iter()
+                    .map(|e| e.account.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Timestamp>, _>(entries.iter().map(|e| e.period_start).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.amount).collect::<Vec<_>>())
+            .execute(pg)?;
+        }
+    }
+    Ok(())
+}
+
+/// A balance as written by [`apply_deltas`].
+#[derive(QueryableByName)]
+struct Written {
+    #[diesel(sql_type = Text)]
+    account: String,
+    #[diesel(sql_type = BigInt)]
+    balance: i64,
+}
+
+/// Rows per SQLite multi-row upsert: 3 bind parameters each stays far below SQLite's
+/// 32,766 parameter limit.
+const SQLITE_UPSERT_ROWS: usize = 1000;
+
+/// Adds the deltas (in key order) to the cached balances and refuses a spendable one
+/// that ends below zero. SQLite: multi-row upserts (diesel never caches an
+/// `ON CONFLICT DO UPDATE`, so one statement per row would be parsed once per row);
+/// PostgreSQL: one upsert over `unnest`ed arrays, whose rows are taken in array order.
 fn apply_deltas(conn: &mut DbConnection, deltas: &[BalanceDelta]) -> Result<()> {
     if deltas.is_empty() {
         return Ok(());
     }
-    let target = (ledger_balances::account, ledger_balances::period_start);
-    let add =
-        ledger_balances::balance.eq(ledger_balances::balance + excluded(ledger_balances::balance));
-    let written: Vec<(String, i64)> =
-        crate::on_backend!(conn, |c| diesel::insert_into(ledger_balances::table)
-            .values(deltas)
-            .on_conflict(target)
-            .do_update()
-            .set(add)
-            .returning((ledger_balances::account, ledger_balances::balance))
-            .get_results(c))?;
+    let written: Vec<(String, i64)> = match conn {
+        DbConnection::Sqlite(c) => {
+            let target = (ledger_balances::account, ledger_balances::period_start);
+            let add = ledger_balances::balance
+                .eq(ledger_balances::balance + excluded(ledger_balances::balance));
+            let mut written = Vec::with_capacity(deltas.len());
+            for chunk in deltas.chunks(SQLITE_UPSERT_ROWS) {
+                written.extend(
+                    diesel::insert_into(ledger_balances::table)
+                        .values(chunk)
+                        .on_conflict(target)
+                        .do_update()
+                        .set(add)
+                        .returning((ledger_balances::account, ledger_balances::balance))
+                        .get_results::<(String, i64)>(c)?,
+                );
+            }
+            written
+        }
+        DbConnection::Postgres(pg) => diesel::sql_query(
+            "INSERT INTO ledger_balances AS b (account, period_start, balance) \
+             SELECT * FROM unnest($1, $2, $3) \
+             ON CONFLICT (account, period_start) DO UPDATE SET balance = b.balance + EXCLUDED.balance \
+             RETURNING b.account, b.balance",
+        )
+        .bind::<Array<Text>, _>(deltas.iter().map(|d| d.account.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Timestamp>, _>(deltas.iter().map(|d| d.period_start).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(deltas.iter().map(|d| d.balance).collect::<Vec<_>>())
+        .load::<Written>(pg)?
+        .into_iter()
+        .map(|w| (w.account, w.balance))
+        .collect(),
+    };
     if let Some((account, balance)) = written
         .iter()
         .find(|(account, balance)| *balance < 0 && !may_go_negative(account))

@@ -24,7 +24,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp}
 pub use model::{NewUsageRecord, Privacy, UsageRecord};
 pub use queue::{IngestQueue, MAX_ROUND_RECORDS};
 
-use crate::db::schema::{leases, usage_records, users};
+use crate::db::schema::{usage_records, users};
 use crate::db::{write_transaction, DbConnection};
 use crate::error::{Error, Result};
 use crate::leases::MAX_PROXY_ID_CHARS;
@@ -36,10 +36,6 @@ use crate::quota::{Priority, QuotaPeriod};
 pub const MAX_BATCH_RECORDS: usize = 10_000;
 /// Longest accepted identifier-like string (request id, lease id, model, …).
 const MAX_ID_CHARS: usize = 200;
-/// Rows per SQLite INSERT statement: 23 bind parameters each stays far below SQLite's
-/// 32,766 parameter limit.
-const INSERT_CHUNK_ROWS: usize = 500;
-
 /// One proxy's report.
 #[derive(Debug, Clone)]
 pub struct UsageBatch {
@@ -441,7 +437,8 @@ fn existing_users(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<i64>> {
 type Inserted = (String, i64, Option<String>, i64);
 
 /// Inserts the records, skipping known request ids; returns the rows actually
-/// inserted. SQLite: multi-row `INSERT … VALUES` in chunks. PostgreSQL: one
+/// inserted. SQLite: one cached single-row statement per record (in-process; a
+/// multi-row `VALUES` list would be SQL text to parse anew on every batch). PostgreSQL: one
 /// `INSERT … SELECT FROM unnest(<one array per column>)` for the whole batch — a fixed
 /// statement of 21 array parameters is parsed and planned in microseconds, where a
 /// 500-row `VALUES` list has 11,500 parameters to parse and plan on every batch.
@@ -455,14 +452,15 @@ fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Ve
     match conn {
         DbConnection::Sqlite(c) => {
             let mut inserted = Vec::with_capacity(rows.len());
-            for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
-                let chunk: Vec<Inserted> = diesel::insert_into(usage_records::table)
-                    .values(chunk)
+            for row in rows {
+                let row: Option<Inserted> = diesel::insert_into(usage_records::table)
+                    .values(row)
                     .on_conflict(usage_records::request_id)
                     .do_nothing()
                     .returning(returning)
-                    .get_results(c)?;
-                inserted.extend(chunk);
+                    .get_result(c)
+                    .optional()?;
+                inserted.extend(row);
             }
             Ok(inserted)
         }
@@ -553,9 +551,9 @@ struct Settled {
 
 /// Adds usage to leases' `used_tokens` and returns each lease as updated (unknown
 /// leases are absent). Lease rows are taken in id order, before any ledger balance
-/// row (the grant's lock order). PostgreSQL: one statement over `unnest`ed arrays (a
-/// round trip per lease would dominate a batch); SQLite: one cached statement per
-/// lease, in-process.
+/// row (the grant's lock order). One statement whatever the count: PostgreSQL over
+/// `unnest`ed arrays (a round trip per lease would dominate a batch), SQLite over
+/// `json_each`.
 fn add_to_leases(
     conn: &mut DbConnection,
     per_lease: &BTreeMap<String, i64>,
@@ -578,37 +576,56 @@ fn add_to_leases(
             .bind::<Array<BigInt>, _>(tokens)
             .load(pg)?)
         }
-        DbConnection::Sqlite(_) => {
-            let mut settled = Vec::with_capacity(per_lease.len());
-            for (lease_id, tokens) in per_lease {
-                let row: Option<(i64, i64, i64, Option<NaiveDateTime>, NaiveDateTime)> =
-                    diesel::update(leases::table.find(lease_id))
-                        .set(leases::used_tokens.eq(leases::used_tokens + tokens))
-                        .returning((
-                            leases::user_id,
-                            leases::granted_tokens,
-                            leases::used_tokens,
-                            leases::released_at,
-                            leases::period_start,
-                        ))
-                        .get_result(conn)
-                        .optional()?;
-                if let Some((user_id, granted_tokens, used_tokens, released_at, period_start)) = row
-                {
-                    settled.push(Settled {
-                        id: lease_id.clone(),
-                        user_id,
-                        granted_tokens,
-                        used_tokens,
-                        released: released_at.is_some(),
-                        period_start,
-                        tokens: *tokens,
-                    });
-                }
-            }
+        DbConnection::Sqlite(c) => {
+            // `json_each` plays `unnest`: one fixed statement with one parameter, where
+            // an `UPDATE` per lease would be parsed once per lease (diesel caches no
+            // `UPDATE`). SQLite's `RETURNING` sees only the updated table, so the
+            // tokens added come from the map.
+            let tokens_by_lease = serde_json::to_string(per_lease)
+                .map_err(|e| Error::Invariant(format!("lease usage as JSON: {e}")))?;
+            let rows: Vec<SqliteSettled> = diesel::sql_query(
+                "UPDATE leases SET used_tokens = used_tokens + v.value \
+                 FROM json_each(?) AS v WHERE leases.id = v.key \
+                 RETURNING id, user_id, granted_tokens, used_tokens, \
+                 released_at IS NOT NULL AS released, period_start",
+            )
+            .bind::<Text, _>(tokens_by_lease)
+            .load(c)?;
+            let mut settled: Vec<Settled> = rows
+                .into_iter()
+                .filter_map(|r| {
+                    per_lease.get(&r.id).map(|&tokens| Settled {
+                        tokens,
+                        id: r.id,
+                        user_id: r.user_id,
+                        granted_tokens: r.granted_tokens,
+                        used_tokens: r.used_tokens,
+                        released: r.released,
+                        period_start: r.period_start,
+                    })
+                })
+                .collect();
+            settled.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(settled)
         }
     }
+}
+
+/// A lease as SQLite's `RETURNING` gives it after usage was added.
+#[derive(Debug, QueryableByName)]
+struct SqliteSettled {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = BigInt)]
+    user_id: i64,
+    #[diesel(sql_type = BigInt)]
+    granted_tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    used_tokens: i64,
+    #[diesel(sql_type = Bool)]
+    released: bool,
+    #[diesel(sql_type = Timestamp)]
+    period_start: NaiveDateTime,
 }
 
 /// The newest `limit` usage records of a user, newest first.
