@@ -25,6 +25,7 @@ pub use model::{NewUsageRecord, Privacy, UsageRecord};
 pub use queue::{IngestQueue, MAX_ROUND_RECORDS};
 
 use crate::db::schema::{usage_records, users};
+use crate::db::sqlite_time::{self, SqliteTimestamp};
 use crate::db::{write_transaction, DbConnection};
 use crate::error::{Error, Result};
 use crate::leases::MAX_PROXY_ID_CHARS;
@@ -426,11 +427,29 @@ impl PreparedBatch {
 /// No user lock is needed: a grant reads `used` and the holds in one statement after
 /// locking the user, so it sees a batch entirely or not at all, and a batch can only
 /// lower what is available. (On SQLite the whole batch holds the write lock anyway.)
+///
+/// PostgreSQL joins the ids as a relation: `id = ANY($1)` over a long array is
+/// evaluated element by element against every row it scans.
 fn existing_users(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<i64>> {
-    Ok(users::table
-        .filter(users::id.eq_any(ids))
-        .select(users::id)
-        .load(conn)?)
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    Ok(match conn {
+        DbConnection::Postgres(pg) => {
+            diesel::sql_query("SELECT u.id FROM unnest($1) AS i(id) JOIN users u ON u.id = i.id")
+                .bind::<Array<BigInt>, _>(ids)
+                .load::<Id>(pg)?
+                .into_iter()
+                .map(|i| i.id)
+                .collect()
+        }
+        DbConnection::Sqlite(c) => users::table
+            .filter(users::id.eq_any(ids))
+            .select(users::id)
+            .load(c)?,
+    })
 }
 
 /// `(request_id, user_id, lease_id, total_tokens)` of a row actually inserted.
@@ -451,10 +470,47 @@ fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Ve
     );
     match conn {
         DbConnection::Sqlite(c) => {
+            // Each distinct time rendered once (a round has one `created_at` and one
+            // period per batch, and requests share milliseconds).
+            let mut texts: HashMap<NaiveDateTime, String> = HashMap::new();
+            for r in rows {
+                for t in [r.occurred_at, r.created_at, r.period_start] {
+                    texts.entry(t).or_insert_with(|| sqlite_time::render(t));
+                }
+            }
+            let text = |t: &NaiveDateTime| {
+                texts
+                    .get(t)
+                    .map(|s| SqliteTimestamp(s))
+                    .ok_or_else(|| Error::Invariant("a usage time was not rendered".into()))
+            };
             let mut inserted = Vec::with_capacity(rows.len());
-            for row in rows {
+            for r in rows {
+                let row = SqliteRecord {
+                    occurred_at: text(&r.occurred_at)?,
+                    created_at: text(&r.created_at)?,
+                    period_start: text(&r.period_start)?,
+                    request_id: r.request_id,
+                    user_id: r.user_id,
+                    lease_id: r.lease_id,
+                    proxy_id: r.proxy_id,
+                    provider: r.provider,
+                    model: r.model,
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                    total_tokens: r.total_tokens,
+                    cached_tokens: r.cached_tokens,
+                    reasoning_tokens: r.reasoning_tokens,
+                    status: r.status,
+                    estimated: r.estimated,
+                    priority: r.priority,
+                    project_id: r.project_id,
+                    privacy: r.privacy,
+                    cost_nano_usd: r.cost_nano_usd,
+                    unpriced: r.unpriced,
+                };
                 let row: Option<Inserted> = diesel::insert_into(usage_records::table)
-                    .values(row)
+                    .values(&row)
                     .on_conflict(usage_records::request_id)
                     .do_nothing()
                     .returning(returning)
@@ -466,6 +522,34 @@ fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Ve
         }
         DbConnection::Postgres(pg) => insert_new_postgres(pg, rows),
     }
+}
+
+/// [`NewUsageRecord`] with its times rendered for SQLite
+/// ([`crate::db::sqlite_time`]).
+#[derive(Insertable)]
+#[diesel(table_name = usage_records, treat_none_as_default_value = false)]
+struct SqliteRecord<'a> {
+    request_id: &'a str,
+    user_id: i64,
+    lease_id: Option<&'a str>,
+    proxy_id: &'a str,
+    provider: &'a str,
+    model: &'a str,
+    input_tokens: i64,
+    output_tokens: i64,
+    total_tokens: i64,
+    cached_tokens: i64,
+    reasoning_tokens: i64,
+    status: i32,
+    estimated: bool,
+    priority: &'a str,
+    project_id: Option<&'a str>,
+    privacy: &'a str,
+    occurred_at: SqliteTimestamp<'a>,
+    created_at: SqliteTimestamp<'a>,
+    period_start: SqliteTimestamp<'a>,
+    cost_nano_usd: i64,
+    unpriced: bool,
 }
 
 /// A row returned by the PostgreSQL bulk insert.
