@@ -74,13 +74,15 @@ pub struct AppState {
 impl AppState {
     /// State for `serve` (and tests) from the configuration.
     pub fn new(pool: DbPool, clock: Arc<dyn Clock>, config: &Config, filter_token: Secret) -> Self {
-        // Concurrent write rounds per queue. SQLite has one writer anyway. PostgreSQL:
-        // two grant rounds, so one round's statements overlap the other's commit; one
-        // usage round, so that batches queue into larger rounds, which write each
-        // user's and lease's rows once for several batches (the server's CPU, not
-        // the round trips, bounds ingestion).
-        let postgres = matches!(config.database_url, DatabaseUrl::Postgres(_));
-        let (grant_writers, ingest_writers) = if postgres { (2, 1) } else { (1, 1) };
+        // Concurrent write rounds per queue. SQLite has one writer anyway. PostgreSQL
+        // overlaps two, so one round's statements run while the other waits for its
+        // commit. (One usage round at a time makes rounds larger and costs the server
+        // ~20 % less CPU per record, but leaves it idle during each commit's WAL
+        // flush: measured 13–14k records/s against 15–16k with two.)
+        let writers = match config.database_url {
+            DatabaseUrl::Postgres(_) => 2,
+            DatabaseUrl::SqliteFile(_) | DatabaseUrl::SqliteMemory => 1,
+        };
         Self {
             pool,
             clock,
@@ -92,8 +94,8 @@ impl AppState {
             default_personal_quota: config.default_personal_quota,
             prices: Arc::new(PriceCatalog::builtin()),
             metrics: Arc::new(metrics::Metrics::default()),
-            ingest_queue: Arc::new(IngestQueue::new(ingest_writers)),
-            grant_queue: Arc::new(GrantQueue::new(grant_writers)),
+            ingest_queue: Arc::new(IngestQueue::new(writers)),
+            grant_queue: Arc::new(GrantQueue::new(writers)),
             sessions: Arc::new(session_keys(config)),
             session_cookie_secure: config.session_cookie_secure,
             dashboard_dir: Arc::new(config.dashboard_dir.clone()),
