@@ -16,7 +16,8 @@ use super::AppState;
 use crate::leases::{self, LeaseRequest};
 use crate::usage::{self, UsageBatch};
 
-/// `POST /internal/v1/leases`: decisions about the user are always 200.
+/// `POST /internal/v1/leases`: decisions about the user are always 200. Grants are
+/// group-committed with those of other requests that arrive meanwhile.
 pub async fn grant_lease(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -24,11 +25,14 @@ pub async fn grant_lease(
 ) -> Result<HttpResponse, ApiError> {
     check_filter_token(req.headers(), state.filter_token.expose())?;
     let request = LeaseRequest::try_from(decode::<LeaseRequestBody>(&body)?)?;
-    let now = state.clock.now();
-    let policy = state.lease_policy;
-    let decision = state
-        .run(move |conn| Ok(leases::grant(conn, now, policy, request)?))
-        .await?;
+    let prepared = leases::prepare(state.clock.now(), state.lease_policy, request)?;
+    let (pool, queue) = (state.pool.clone(), Arc::clone(&state.grant_queue));
+    let decision = web::block(move || queue.submit(&pool, prepared))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "blocking task failed");
+            ApiError::Internal
+        })??;
     state.metrics.grant(match &decision {
         leases::LeaseDecision::Granted { .. } => GrantOutcome::Granted,
         leases::LeaseDecision::Exhausted { .. } => GrantOutcome::Exhausted,

@@ -28,6 +28,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::clock::Clock;
 use crate::config::{Config, DatabaseUrl, Secret};
 use crate::db::{DbConnection, DbPool};
+use crate::leases::GrantQueue;
 use crate::leases::LeasePolicy;
 use crate::pricing::PriceCatalog;
 use crate::quota::{QuotaPeriod, QuotaRules};
@@ -58,6 +59,8 @@ pub struct AppState {
     pub prices: Arc<PriceCatalog>,
     /// Group commit of usage batches.
     pub ingest_queue: Arc<IngestQueue>,
+    /// Group commit of lease grants.
+    pub grant_queue: Arc<GrantQueue>,
     /// Counters served at `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Signs and checks dashboard session tokens.
@@ -71,6 +74,15 @@ pub struct AppState {
 impl AppState {
     /// State for `serve` (and tests) from the configuration.
     pub fn new(pool: DbPool, clock: Arc<dyn Clock>, config: &Config, filter_token: Secret) -> Self {
+        // Concurrent write rounds per queue. SQLite has one writer anyway. PostgreSQL
+        // overlaps two, so one round's statements run while the other waits for its
+        // commit. (One usage round at a time makes rounds larger and costs the server
+        // ~20 % less CPU per record, but leaves it idle during each commit's WAL
+        // flush: measured 13–14k records/s against 15–16k with two.)
+        let writers = match config.database_url {
+            DatabaseUrl::Postgres(_) => 2,
+            DatabaseUrl::SqliteFile(_) | DatabaseUrl::SqliteMemory => 1,
+        };
         Self {
             pool,
             clock,
@@ -81,12 +93,9 @@ impl AppState {
             },
             default_personal_quota: config.default_personal_quota,
             prices: Arc::new(PriceCatalog::builtin()),
-            // SQLite has one writer anyway; PostgreSQL overlaps two rounds.
             metrics: Arc::new(metrics::Metrics::default()),
-            ingest_queue: Arc::new(IngestQueue::new(match config.database_url {
-                DatabaseUrl::Postgres(_) => 2,
-                DatabaseUrl::SqliteFile(_) | DatabaseUrl::SqliteMemory => 1,
-            })),
+            ingest_queue: Arc::new(IngestQueue::new(writers)),
+            grant_queue: Arc::new(GrantQueue::new(writers)),
             sessions: Arc::new(session_keys(config)),
             session_cookie_secure: config.session_cookie_secure,
             dashboard_dir: Arc::new(config.dashboard_dir.clone()),

@@ -16,6 +16,8 @@
 //! user, teams by id, then lease rows before ledger balance rows.
 
 mod model;
+mod queue;
+mod round;
 mod sync;
 
 use std::time::Duration;
@@ -25,9 +27,10 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 
 pub use model::{Lease, NewLease};
+pub use queue::{GrantQueue, MAX_ROUND_GRANTS};
 pub use sync::{check_keys, KeyCheck, KeyDecision, MAX_SYNC_KEYS};
 
-use crate::db::schema::{api_keys, lease_pool_holds, leases, users};
+use crate::db::schema::{lease_pool_holds, leases};
 use crate::db::{lock_team, lock_user, retry_on_conflict, write_transaction, DbConnection};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Account, Kind, Movement};
@@ -131,6 +134,18 @@ pub fn grant(
     policy: LeasePolicy,
     request: LeaseRequest,
 ) -> Result<LeaseDecision> {
+    let prepared = prepare(now, policy, request)?;
+    grant_round(conn, std::slice::from_ref(&prepared))
+        .pop()
+        .unwrap_or(Err(Error::Invariant("grant round lost its outcome".into())))
+}
+
+/// Checks a request (no database work) and fixes the time it is decided at.
+pub fn prepare(
+    now: NaiveDateTime,
+    policy: LeasePolicy,
+    request: LeaseRequest,
+) -> Result<PreparedGrant> {
     let key_hash = request.key_hash.to_ascii_lowercase();
     if !keys::is_key_hash(&key_hash) {
         return Err(Error::invalid(
@@ -138,20 +153,45 @@ pub fn grant(
             "must be 64 hex characters (SHA-256 of the key)",
         ));
     }
-    let proxy_id = validate_proxy_id(&request.proxy_id)?;
+    let proxy_id = validate_proxy_id(&request.proxy_id)?.to_owned();
     if request.requested_tokens <= 0 {
         return Err(Error::invalid("requested_tokens", "must be > 0"));
     }
-    let ask = Ask {
-        key_hash: &key_hash,
+    Ok(PreparedGrant {
+        key_hash,
         proxy_id,
         requested: request.requested_tokens,
         priority: request.priority,
         now,
         rules: policy.rules,
         ttl: TimeDelta::from_std(policy.ttl).unwrap_or(TimeDelta::seconds(60)),
+    })
+}
+
+/// Decides several grants in one transaction (one commit) and answers each on its
+/// own. If the shared transaction fails, each grant is tried again in its own, so one
+/// grant's failure is that grant's alone. Grants of the same user are decided in the
+/// order given.
+pub fn grant_round(
+    conn: &mut DbConnection,
+    grants: &[PreparedGrant],
+) -> Vec<Result<LeaseDecision>> {
+    let write = |conn: &mut DbConnection, grants: &[PreparedGrant]| {
+        retry_on_conflict(|| write_transaction(&mut *conn, |conn| round::decide(conn, grants)))
     };
-    retry_on_conflict(|| write_transaction(&mut *conn, |conn| grant_in_transaction(conn, &ask)))
+    match write(conn, grants) {
+        Ok(decisions) => decisions.into_iter().map(Ok).collect(),
+        Err(error) if grants.len() <= 1 => vec![Err(error)],
+        Err(_) => grants
+            .iter()
+            .map(|g| {
+                write(conn, std::slice::from_ref(g)).and_then(|mut v| {
+                    v.pop()
+                        .ok_or(Error::Invariant("grant round lost its outcome".into()))
+                })
+            })
+            .collect(),
+    }
 }
 
 /// Checks a proxy id (1–200 characters after trimming) and returns it trimmed.
@@ -166,10 +206,11 @@ pub(crate) fn validate_proxy_id(raw: &str) -> Result<&str> {
     Ok(proxy_id)
 }
 
-/// A validated grant request.
-struct Ask<'a> {
-    key_hash: &'a str,
-    proxy_id: &'a str,
+/// A validated grant request with the time it is decided at.
+#[derive(Debug, Clone)]
+pub struct PreparedGrant {
+    key_hash: String,
+    proxy_id: String,
     requested: i64,
     priority: Priority,
     now: NaiveDateTime,
@@ -177,7 +218,7 @@ struct Ask<'a> {
     ttl: TimeDelta,
 }
 
-impl Ask<'_> {
+impl PreparedGrant {
     fn class(&self) -> &'static str {
         if self.priority == Priority::Critical {
             "critical"
@@ -195,13 +236,16 @@ struct OwnLease {
     used_tokens: i64,
 }
 
-fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseDecision> {
+/// The general grant, for any user and request, in the caller's transaction, which
+/// already holds the user's lock and the locks of `teams` (the user's teams, by id).
+fn grant_locked(
+    conn: &mut DbConnection,
+    ask: &PreparedGrant,
+    user_id: i64,
+    teams: &[i64],
+) -> Result<LeaseDecision> {
     let now = ask.now;
     let rules = &ask.rules;
-    let Some(user_id) = key_owner(conn, ask.key_hash)? else {
-        return Ok(LeaseDecision::InvalidKey);
-    };
-    lock_user(conn, user_id)?;
     // Read after the lock: status and quota changes take the same lock.
     let mut user = crate::users::get_user(conn, user_id)?;
     let bounds = rules.period.bounds(now);
@@ -213,12 +257,6 @@ fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseD
             user = vacation::end(conn, now, &user, rules, None)?;
         }
         UserStatus::Active => {}
-    }
-    // Team locks now, before anything touches a pool row (releases return pool
-    // credit), so every transaction takes user, then teams, then rows.
-    let teams = pools::teams_of(conn, user_id)?;
-    for &team_id in &teams {
-        lock_team(conn, team_id)?;
     }
     // One read for the common case: the period's allocation is issued, and the
     // personal and debt balances.
@@ -258,7 +296,7 @@ fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseD
     let mut available = personal;
 
     let mut from_pools: Vec<(i64, i64)> = Vec::new();
-    for &team_id in &teams {
+    for &team_id in teams {
         if need <= 0 {
             break;
         }
@@ -305,7 +343,7 @@ fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseD
     let extended: Option<OwnLease> = crate::on_backend!(conn, |c| diesel::update(
         leases::table
             .filter(leases::user_id.eq(user_id))
-            .filter(leases::proxy_id.eq(ask.proxy_id))
+            .filter(leases::proxy_id.eq(&ask.proxy_id))
             .filter(leases::class.eq(ask.class()))
             .filter(leases::released_at.is_null())
             .filter(leases::expires_at.gt(now))
@@ -342,7 +380,7 @@ fn grant_in_transaction(conn: &mut DbConnection, ask: &Ask<'_>) -> Result<LeaseD
                 .values(NewLease {
                     id: &id,
                     user_id,
-                    proxy_id: ask.proxy_id,
+                    proxy_id: &ask.proxy_id,
                     granted_tokens: total,
                     used_tokens: 0,
                     priority: ask.priority.as_str(),
@@ -453,18 +491,6 @@ fn add_pool_hold(
             .execute(c)?,
     };
     Ok(())
-}
-
-/// The owner of an unrevoked key of a live user.
-fn key_owner(conn: &mut DbConnection, key_hash: &str) -> Result<Option<i64>> {
-    Ok(api_keys::table
-        .inner_join(users::table)
-        .filter(api_keys::key_hash.eq(key_hash))
-        .filter(api_keys::revoked_at.is_null())
-        .filter(users::deleted_at.is_null())
-        .select(users::id)
-        .first(conn)
-        .optional()?)
 }
 
 /// A lease by id.

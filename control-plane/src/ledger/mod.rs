@@ -14,6 +14,7 @@ use std::fmt;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text, Timestamp};
 use diesel::upsert::excluded;
 
 use crate::db::schema::{ledger_balances, ledger_entries, ledger_movements};
@@ -250,19 +251,13 @@ struct BalanceDelta {
     balance: i64,
 }
 
-/// Writes a movement in the caller's transaction: the movement row, its non-zero
-/// entries and the balances they change. Returns the movement id, or `None` when
-/// every amount was zero (nothing moved, nothing written).
-///
-/// Refuses an unbalanced movement, and one that would take a spendable balance below
-/// zero, with [`Error::Invariant`] (the caller's transaction then rolls back).
-pub fn post(
-    conn: &mut DbConnection,
-    now: NaiveDateTime,
-    movement: &Movement,
-) -> Result<Option<i64>> {
+/// A movement's entries netted per account and period, zero amounts dropped.
+type Net = BTreeMap<(String, NaiveDateTime), i64>;
+
+/// Nets a movement's entries and checks that they balance.
+fn net_entries(movement: &Movement) -> Result<Net> {
     // Same account and period twice in one movement: one entry.
-    let mut net: BTreeMap<(String, NaiveDateTime), i64> = BTreeMap::new();
+    let mut net: Net = BTreeMap::new();
     let mut sum: i64 = 0;
     for e in &movement.entries {
         sum = sum
@@ -280,18 +275,39 @@ pub fn post(
         )));
     }
     net.retain(|_, amount| *amount != 0);
+    Ok(net)
+}
+
+impl Movement {
+    fn row(&self, now: NaiveDateTime) -> NewMovement<'_> {
+        NewMovement {
+            kind: self.kind.as_str(),
+            created_at: now,
+            user_id: self.user_id,
+            team_id: self.team_id,
+            actor_id: self.actor_id,
+            reference: self.reference.as_deref(),
+            note: self.note.as_deref(),
+        }
+    }
+}
+
+/// Writes a movement in the caller's transaction: the movement row, its non-zero
+/// entries and the balances they change. Returns the movement id, or `None` when
+/// every amount was zero (nothing moved, nothing written).
+///
+/// Refuses an unbalanced movement, and one that would take a spendable balance below
+/// zero, with [`Error::Invariant`] (the caller's transaction then rolls back).
+pub fn post(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    movement: &Movement,
+) -> Result<Option<i64>> {
+    let net = net_entries(movement)?;
     if net.is_empty() {
         return Ok(None);
     }
-    let row = NewMovement {
-        kind: movement.kind.as_str(),
-        created_at: now,
-        user_id: movement.user_id,
-        team_id: movement.team_id,
-        actor_id: movement.actor_id,
-        reference: movement.reference.as_deref(),
-        note: movement.note.as_deref(),
-    };
+    let row = movement.row(now);
     let id: i64 = crate::on_backend!(conn, |c| diesel::insert_into(ledger_movements::table)
         .values(&row)
         .returning(ledger_movements::id)
@@ -305,23 +321,148 @@ pub fn post(
             amount: *amount,
         })
         .collect();
-    crate::on_backend!(conn, |c| diesel::insert_into(ledger_entries::table)
-        .values(&entries)
-        .execute(c))?;
-    // Key order, so concurrent movements lock balance rows in the same order. The
-    // issuer's balance is never decided on, so it is not cached: every allocation in
-    // the organisation would otherwise queue on its one row.
-    let deltas: Vec<BalanceDelta> = net
-        .into_iter()
+    insert_entries(conn, &entries)?;
+    apply_deltas(conn, &deltas_of(net))?;
+    Ok(Some(id))
+}
+
+/// Writes several movements in the caller's transaction, as [`post`] writes one, in a
+/// few statements whatever their number: the movement rows, all their entries, and
+/// every balance they change netted into one upsert (in key order, checked against the
+/// floor once). Returns each movement's id (`None` where nothing moved), in order.
+pub fn post_all(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    movements: &[Movement],
+) -> Result<Vec<Option<i64>>> {
+    if let [one] = movements {
+        return Ok(vec![post(conn, now, one)?]);
+    }
+    let mut nets = Vec::with_capacity(movements.len());
+    for m in movements {
+        nets.push(net_entries(m)?);
+    }
+    let moving: Vec<&Movement> = movements
+        .iter()
+        .zip(&nets)
+        .filter(|(_, net)| !net.is_empty())
+        .map(|(m, _)| m)
+        .collect();
+    let mut ids = movement_ids(conn, now, &moving)?.into_iter();
+    let mut out = Vec::with_capacity(movements.len());
+    let mut entries: Vec<NewEntry> = Vec::new();
+    let mut total: Net = BTreeMap::new();
+    for net in nets {
+        if net.is_empty() {
+            out.push(None);
+            continue;
+        }
+        let id = ids
+            .next()
+            .ok_or_else(|| Error::Invariant("fewer movement ids than movements".into()))?;
+        out.push(Some(id));
+        for ((account, period), amount) in net {
+            entries.push(NewEntry {
+                movement_id: id,
+                account: account.clone(),
+                period_start: period,
+                amount,
+            });
+            let slot = total.entry((account, period)).or_default();
+            *slot = slot
+                .checked_add(amount)
+                .ok_or_else(|| Error::Invariant("ledger balance overflows".into()))?;
+        }
+    }
+    insert_entries(conn, &entries)?;
+    total.retain(|_, amount| *amount != 0);
+    apply_deltas(conn, &deltas_of(total))?;
+    Ok(out)
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = ledger_movements)]
+struct NumberedMovement<'a> {
+    id: i64,
+    #[diesel(embed)]
+    row: NewMovement<'a>,
+}
+
+#[derive(QueryableByName)]
+struct NextId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+/// Inserts the movement rows and returns their ids in order. SQLite: one cached
+/// statement per row, in-process. PostgreSQL: the ids drawn from the sequence in one
+/// round trip, then one INSERT with them (a multi-row `RETURNING` does not promise
+/// its rows in insert order).
+fn movement_ids(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    movements: &[&Movement],
+) -> Result<Vec<i64>> {
+    if movements.is_empty() {
+        return Ok(Vec::new());
+    }
+    match conn {
+        DbConnection::Sqlite(c) => {
+            let mut ids = Vec::with_capacity(movements.len());
+            for m in movements {
+                ids.push(
+                    diesel::insert_into(ledger_movements::table)
+                        .values(&m.row(now))
+                        .returning(ledger_movements::id)
+                        .get_result(c)?,
+                );
+            }
+            Ok(ids)
+        }
+        DbConnection::Postgres(pg) => {
+            let count = i64::try_from(movements.len())
+                .map_err(|_| Error::Invariant("too many movements".into()))?;
+            let ids: Vec<i64> = diesel::sql_query(
+                "SELECT nextval(pg_get_serial_sequence('ledger_movements', 'id')) AS id \
+                 FROM generate_series(1, $1)",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(count)
+            .load::<NextId>(pg)?
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+            if ids.len() != movements.len() {
+                return Err(Error::Invariant("fewer movement ids than movements".into()));
+            }
+            let rows: Vec<NumberedMovement<'_>> = ids
+                .iter()
+                .zip(movements)
+                .map(|(&id, m)| NumberedMovement {
+                    id,
+                    row: m.row(now),
+                })
+                .collect();
+            diesel::insert_into(ledger_movements::table)
+                .values(&rows)
+                .execute(pg)?;
+            Ok(ids)
+        }
+    }
+}
+
+/// The cached balances a netted set of entries changes, in key order, so concurrent
+/// movements lock balance rows in the same order. The issuer's balance is never
+/// decided on, so it is not cached: every allocation in the organisation would
+/// otherwise queue on its one row.
+fn deltas_of(net: Net) -> Vec<BalanceDelta> {
+    net.into_iter()
         .filter(|((account, _), _)| !is_uncached(account))
         .map(|((account, period_start), balance)| BalanceDelta {
             account,
             period_start,
             balance,
         })
-        .collect();
-    apply_deltas(conn, &deltas)?;
-    Ok(Some(id))
+        .collect()
 }
 
 /// The issuer account's key; its balance is derived from the entries, not cached.
@@ -341,18 +482,96 @@ pub fn may_go_negative(key: &str) -> bool {
     key == "org:issued" || key.ends_with(":overdraft") || key.ends_with(":debt")
 }
 
+/// Inserts entries. SQLite: one cached single-row statement per entry (in-process, no
+/// SQL text to parse per call, where a multi-row `VALUES` list is parsed anew for
+/// every length). PostgreSQL: one statement over `unnest`ed arrays, one round trip
+/// whatever the count.
+fn insert_entries(conn: &mut DbConnection, entries: &[NewEntry]) -> Result<()> {
+    match conn {
+        DbConnection::Sqlite(c) => {
+            for entry in entries {
+                diesel::insert_into(ledger_entries::table)
+                    .values(entry)
+                    .execute(c)?;
+            }
+        }
+        DbConnection::Postgres(pg) => {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            diesel::sql_query(
+                "INSERT INTO ledger_entries (movement_id, account, period_start, amount) \
+                 SELECT * FROM unnest($1, $2, $3, $4)",
+            )
+            .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.movement_id).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                entries
+                    .iter()
+                    .map(|e| e.account.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Timestamp>, _>(entries.iter().map(|e| e.period_start).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.amount).collect::<Vec<_>>())
+            .execute(pg)?;
+        }
+    }
+    Ok(())
+}
+
+/// A balance as written by [`apply_deltas`].
+#[derive(QueryableByName)]
+struct Written {
+    #[diesel(sql_type = Text)]
+    account: String,
+    #[diesel(sql_type = BigInt)]
+    balance: i64,
+}
+
+/// Rows per SQLite multi-row upsert: 3 bind parameters each stays far below SQLite's
+/// 32,766 parameter limit.
+const SQLITE_UPSERT_ROWS: usize = 1000;
+
+/// Adds the deltas (in key order) to the cached balances and refuses a spendable one
+/// that ends below zero. SQLite: multi-row upserts (diesel never caches an
+/// `ON CONFLICT DO UPDATE`, so one statement per row would be parsed once per row);
+/// PostgreSQL: one upsert over `unnest`ed arrays, whose rows are taken in array order.
 fn apply_deltas(conn: &mut DbConnection, deltas: &[BalanceDelta]) -> Result<()> {
-    let target = (ledger_balances::account, ledger_balances::period_start);
-    let add =
-        ledger_balances::balance.eq(ledger_balances::balance + excluded(ledger_balances::balance));
-    let written: Vec<(String, i64)> =
-        crate::on_backend!(conn, |c| diesel::insert_into(ledger_balances::table)
-            .values(deltas)
-            .on_conflict(target)
-            .do_update()
-            .set(add)
-            .returning((ledger_balances::account, ledger_balances::balance))
-            .get_results(c))?;
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let written: Vec<(String, i64)> = match conn {
+        DbConnection::Sqlite(c) => {
+            let target = (ledger_balances::account, ledger_balances::period_start);
+            let add = ledger_balances::balance
+                .eq(ledger_balances::balance + excluded(ledger_balances::balance));
+            let mut written = Vec::with_capacity(deltas.len());
+            for chunk in deltas.chunks(SQLITE_UPSERT_ROWS) {
+                written.extend(
+                    diesel::insert_into(ledger_balances::table)
+                        .values(chunk)
+                        .on_conflict(target)
+                        .do_update()
+                        .set(add)
+                        .returning((ledger_balances::account, ledger_balances::balance))
+                        .get_results::<(String, i64)>(c)?,
+                );
+            }
+            written
+        }
+        DbConnection::Postgres(pg) => diesel::sql_query(
+            "INSERT INTO ledger_balances AS b (account, period_start, balance) \
+             SELECT * FROM unnest($1, $2, $3) \
+             ON CONFLICT (account, period_start) DO UPDATE SET balance = b.balance + EXCLUDED.balance \
+             RETURNING b.account, b.balance",
+        )
+        .bind::<Array<Text>, _>(deltas.iter().map(|d| d.account.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Timestamp>, _>(deltas.iter().map(|d| d.period_start).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(deltas.iter().map(|d| d.balance).collect::<Vec<_>>())
+        .load::<Written>(pg)?
+        .into_iter()
+        .map(|w| (w.account, w.balance))
+        .collect(),
+    };
     if let Some((account, balance)) = written
         .iter()
         .find(|(account, balance)| *balance < 0 && !may_go_negative(account))

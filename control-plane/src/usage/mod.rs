@@ -24,7 +24,8 @@ use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp}
 pub use model::{NewUsageRecord, Privacy, UsageRecord};
 pub use queue::{IngestQueue, MAX_ROUND_RECORDS};
 
-use crate::db::schema::{leases, usage_records, users};
+use crate::db::schema::{usage_records, users};
+use crate::db::sqlite_time::{self, SqliteTimestamp};
 use crate::db::{write_transaction, DbConnection};
 use crate::error::{Error, Result};
 use crate::leases::MAX_PROXY_ID_CHARS;
@@ -36,10 +37,6 @@ use crate::quota::{Priority, QuotaPeriod};
 pub const MAX_BATCH_RECORDS: usize = 10_000;
 /// Longest accepted identifier-like string (request id, lease id, model, …).
 const MAX_ID_CHARS: usize = 200;
-/// Rows per SQLite INSERT statement: 23 bind parameters each stays far below SQLite's
-/// 32,766 parameter limit.
-const INSERT_CHUNK_ROWS: usize = 500;
-
 /// One proxy's report.
 #[derive(Debug, Clone)]
 pub struct UsageBatch {
@@ -430,18 +427,37 @@ impl PreparedBatch {
 /// No user lock is needed: a grant reads `used` and the holds in one statement after
 /// locking the user, so it sees a batch entirely or not at all, and a batch can only
 /// lower what is available. (On SQLite the whole batch holds the write lock anyway.)
+///
+/// PostgreSQL joins the ids as a relation: `id = ANY($1)` over a long array is
+/// evaluated element by element against every row it scans.
 fn existing_users(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<i64>> {
-    Ok(users::table
-        .filter(users::id.eq_any(ids))
-        .select(users::id)
-        .load(conn)?)
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    Ok(match conn {
+        DbConnection::Postgres(pg) => {
+            diesel::sql_query("SELECT u.id FROM unnest($1) AS i(id) JOIN users u ON u.id = i.id")
+                .bind::<Array<BigInt>, _>(ids)
+                .load::<Id>(pg)?
+                .into_iter()
+                .map(|i| i.id)
+                .collect()
+        }
+        DbConnection::Sqlite(c) => users::table
+            .filter(users::id.eq_any(ids))
+            .select(users::id)
+            .load(c)?,
+    })
 }
 
 /// `(request_id, user_id, lease_id, total_tokens)` of a row actually inserted.
 type Inserted = (String, i64, Option<String>, i64);
 
 /// Inserts the records, skipping known request ids; returns the rows actually
-/// inserted. SQLite: multi-row `INSERT … VALUES` in chunks. PostgreSQL: one
+/// inserted. SQLite: one cached single-row statement per record (in-process; a
+/// multi-row `VALUES` list would be SQL text to parse anew on every batch). PostgreSQL: one
 /// `INSERT … SELECT FROM unnest(<one array per column>)` for the whole batch — a fixed
 /// statement of 21 array parameters is parsed and planned in microseconds, where a
 /// 500-row `VALUES` list has 11,500 parameters to parse and plan on every batch.
@@ -454,20 +470,86 @@ fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Ve
     );
     match conn {
         DbConnection::Sqlite(c) => {
+            // Each distinct time rendered once (a round has one `created_at` and one
+            // period per batch, and requests share milliseconds).
+            let mut texts: HashMap<NaiveDateTime, String> = HashMap::new();
+            for r in rows {
+                for t in [r.occurred_at, r.created_at, r.period_start] {
+                    texts.entry(t).or_insert_with(|| sqlite_time::render(t));
+                }
+            }
+            let text = |t: &NaiveDateTime| {
+                texts
+                    .get(t)
+                    .map(|s| SqliteTimestamp(s))
+                    .ok_or_else(|| Error::Invariant("a usage time was not rendered".into()))
+            };
             let mut inserted = Vec::with_capacity(rows.len());
-            for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
-                let chunk: Vec<Inserted> = diesel::insert_into(usage_records::table)
-                    .values(chunk)
+            for r in rows {
+                let row = SqliteRecord {
+                    occurred_at: text(&r.occurred_at)?,
+                    created_at: text(&r.created_at)?,
+                    period_start: text(&r.period_start)?,
+                    request_id: r.request_id,
+                    user_id: r.user_id,
+                    lease_id: r.lease_id,
+                    proxy_id: r.proxy_id,
+                    provider: r.provider,
+                    model: r.model,
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                    total_tokens: r.total_tokens,
+                    cached_tokens: r.cached_tokens,
+                    reasoning_tokens: r.reasoning_tokens,
+                    status: r.status,
+                    estimated: r.estimated,
+                    priority: r.priority,
+                    project_id: r.project_id,
+                    privacy: r.privacy,
+                    cost_nano_usd: r.cost_nano_usd,
+                    unpriced: r.unpriced,
+                };
+                let row: Option<Inserted> = diesel::insert_into(usage_records::table)
+                    .values(&row)
                     .on_conflict(usage_records::request_id)
                     .do_nothing()
                     .returning(returning)
-                    .get_results(c)?;
-                inserted.extend(chunk);
+                    .get_result(c)
+                    .optional()?;
+                inserted.extend(row);
             }
             Ok(inserted)
         }
         DbConnection::Postgres(pg) => insert_new_postgres(pg, rows),
     }
+}
+
+/// [`NewUsageRecord`] with its times rendered for SQLite
+/// ([`crate::db::sqlite_time`]).
+#[derive(Insertable)]
+#[diesel(table_name = usage_records, treat_none_as_default_value = false)]
+struct SqliteRecord<'a> {
+    request_id: &'a str,
+    user_id: i64,
+    lease_id: Option<&'a str>,
+    proxy_id: &'a str,
+    provider: &'a str,
+    model: &'a str,
+    input_tokens: i64,
+    output_tokens: i64,
+    total_tokens: i64,
+    cached_tokens: i64,
+    reasoning_tokens: i64,
+    status: i32,
+    estimated: bool,
+    priority: &'a str,
+    project_id: Option<&'a str>,
+    privacy: &'a str,
+    occurred_at: SqliteTimestamp<'a>,
+    created_at: SqliteTimestamp<'a>,
+    period_start: SqliteTimestamp<'a>,
+    cost_nano_usd: i64,
+    unpriced: bool,
 }
 
 /// A row returned by the PostgreSQL bulk insert.
@@ -553,9 +635,9 @@ struct Settled {
 
 /// Adds usage to leases' `used_tokens` and returns each lease as updated (unknown
 /// leases are absent). Lease rows are taken in id order, before any ledger balance
-/// row (the grant's lock order). PostgreSQL: one statement over `unnest`ed arrays (a
-/// round trip per lease would dominate a batch); SQLite: one cached statement per
-/// lease, in-process.
+/// row (the grant's lock order). One statement whatever the count: PostgreSQL over
+/// `unnest`ed arrays (a round trip per lease would dominate a batch), SQLite over
+/// `json_each`.
 fn add_to_leases(
     conn: &mut DbConnection,
     per_lease: &BTreeMap<String, i64>,
@@ -578,37 +660,56 @@ fn add_to_leases(
             .bind::<Array<BigInt>, _>(tokens)
             .load(pg)?)
         }
-        DbConnection::Sqlite(_) => {
-            let mut settled = Vec::with_capacity(per_lease.len());
-            for (lease_id, tokens) in per_lease {
-                let row: Option<(i64, i64, i64, Option<NaiveDateTime>, NaiveDateTime)> =
-                    diesel::update(leases::table.find(lease_id))
-                        .set(leases::used_tokens.eq(leases::used_tokens + tokens))
-                        .returning((
-                            leases::user_id,
-                            leases::granted_tokens,
-                            leases::used_tokens,
-                            leases::released_at,
-                            leases::period_start,
-                        ))
-                        .get_result(conn)
-                        .optional()?;
-                if let Some((user_id, granted_tokens, used_tokens, released_at, period_start)) = row
-                {
-                    settled.push(Settled {
-                        id: lease_id.clone(),
-                        user_id,
-                        granted_tokens,
-                        used_tokens,
-                        released: released_at.is_some(),
-                        period_start,
-                        tokens: *tokens,
-                    });
-                }
-            }
+        DbConnection::Sqlite(c) => {
+            // `json_each` plays `unnest`: one fixed statement with one parameter, where
+            // an `UPDATE` per lease would be parsed once per lease (diesel caches no
+            // `UPDATE`). SQLite's `RETURNING` sees only the updated table, so the
+            // tokens added come from the map.
+            let tokens_by_lease = serde_json::to_string(per_lease)
+                .map_err(|e| Error::Invariant(format!("lease usage as JSON: {e}")))?;
+            let rows: Vec<SqliteSettled> = diesel::sql_query(
+                "UPDATE leases SET used_tokens = used_tokens + v.value \
+                 FROM json_each(?) AS v WHERE leases.id = v.key \
+                 RETURNING id, user_id, granted_tokens, used_tokens, \
+                 released_at IS NOT NULL AS released, period_start",
+            )
+            .bind::<Text, _>(tokens_by_lease)
+            .load(c)?;
+            let mut settled: Vec<Settled> = rows
+                .into_iter()
+                .filter_map(|r| {
+                    per_lease.get(&r.id).map(|&tokens| Settled {
+                        tokens,
+                        id: r.id,
+                        user_id: r.user_id,
+                        granted_tokens: r.granted_tokens,
+                        used_tokens: r.used_tokens,
+                        released: r.released,
+                        period_start: r.period_start,
+                    })
+                })
+                .collect();
+            settled.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(settled)
         }
     }
+}
+
+/// A lease as SQLite's `RETURNING` gives it after usage was added.
+#[derive(Debug, QueryableByName)]
+struct SqliteSettled {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = BigInt)]
+    user_id: i64,
+    #[diesel(sql_type = BigInt)]
+    granted_tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    used_tokens: i64,
+    #[diesel(sql_type = Bool)]
+    released: bool,
+    #[diesel(sql_type = Timestamp)]
+    period_start: NaiveDateTime,
 }
 
 /// The newest `limit` usage records of a user, newest first.

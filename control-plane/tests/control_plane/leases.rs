@@ -624,3 +624,206 @@ db_test!(sync_reports_each_key, |db| {
         []
     );
 });
+
+/// A grant as compared across the two runs: lease ids differ, so each is named by the
+/// index of the first decision that granted it.
+fn shape(decisions: &[LeaseDecision], user_index: impl Fn(i64) -> usize) -> Vec<String> {
+    let mut leases_seen: Vec<String> = Vec::new();
+    decisions
+        .iter()
+        .map(|d| match d {
+            LeaseDecision::Granted {
+                lease_id,
+                user_id,
+                granted_tokens,
+                expires_in_ms,
+                quota_remaining,
+                period_reset_s,
+            } => {
+                let lease = match leases_seen.iter().position(|l| l == lease_id) {
+                    Some(i) => i,
+                    None => {
+                        leases_seen.push(lease_id.clone());
+                        leases_seen.len() - 1
+                    }
+                };
+                format!(
+                    "granted lease#{lease} user#{} {granted_tokens} {expires_in_ms} \
+                     {quota_remaining} {period_reset_s}",
+                    user_index(*user_id)
+                )
+            }
+            LeaseDecision::Exhausted {
+                user_id,
+                quota_remaining,
+                period_reset_s,
+                scope,
+            } => format!(
+                "exhausted user#{} {quota_remaining} {period_reset_s} {}",
+                user_index(*user_id),
+                scope.as_str()
+            ),
+            LeaseDecision::Suspended { user_id } => {
+                format!("suspended user#{}", user_index(*user_id))
+            }
+            LeaseDecision::InvalidKey => "invalid_key".to_owned(),
+        })
+        .collect()
+}
+
+db_test!(a_round_of_grants_decides_as_one_grant_after_another, |db| {
+    use alfred_control_plane::ledger::{self, Account};
+    use alfred_control_plane::teams::{self, CreateTeam};
+
+    let now = start_time();
+    let admin = create_user(&db, "root@example.com", 0, true).user.id;
+    // Two identical organisations: `one` is granted one request at a time, `round`
+    // all at once; every decision and balance must come out the same. Users 0–2 take
+    // the round's in-memory path (several grants each), the others the general one.
+    let mut groups = Vec::new();
+    for group in ["one", "round"] {
+        let people: Vec<_> = (0..8)
+            .map(|i| create_user(&db, &format!("{group}{i}@example.com"), 1000, false))
+            .collect();
+        let team = teams::create_team(
+            &mut db.conn(),
+            now,
+            CreateTeam {
+                name: format!("team-{group}"),
+                description: String::new(),
+                common_pool: 500,
+            },
+            admin,
+        )
+        .unwrap();
+        teams::add_member(
+            &mut db.conn(),
+            now,
+            team.id,
+            people[3].user.id,
+            false,
+            admin,
+        )
+        .unwrap();
+        crate::common::set_status(
+            &mut db.conn(),
+            now,
+            people[4].user.id,
+            UserStatus::Suspended,
+        )
+        .unwrap();
+        // Leases before the round: user 0 on envoy-a, user 1 on envoy-a and envoy-b,
+        // user 2 used 150 of a 100-token lease (the 50 past it became debt, repaid by
+        // its grant on envoy-b), user 5's allocation not issued yet.
+        let ask = |user: usize, proxy: &str, tokens: i64| LeaseRequest {
+            proxy_id: proxy.into(),
+            ..request(&people[user].api_key, tokens)
+        };
+        let mut conn = db.conn();
+        for (user, proxy, tokens) in [(0, "envoy-a", 100), (1, "envoy-a", 50), (1, "envoy-b", 50)] {
+            leases::grant(&mut conn, now, POLICY, ask(user, proxy, tokens)).unwrap();
+        }
+        let LeaseDecision::Granted { lease_id, .. } =
+            leases::grant(&mut conn, now, POLICY, ask(2, "envoy-a", 100)).unwrap()
+        else {
+            panic!("no lease for user 2");
+        };
+        let batch = UsageBatch {
+            proxy_id: "envoy-a".into(),
+            records: vec![report(
+                &format!("{group}-over"),
+                people[2].user.id,
+                Some(&lease_id),
+                150,
+            )],
+        };
+        usage::ingest(
+            &mut conn,
+            now,
+            QuotaPeriod::Monthly,
+            &PriceCatalog::builtin(),
+            batch,
+        )
+        .unwrap();
+        leases::grant(&mut conn, now, POLICY, ask(2, "envoy-b", 10)).unwrap();
+        groups.push(people);
+    }
+
+    let later = now + TimeDelta::seconds(5);
+    let script: Vec<(Option<usize>, &str, i64, Priority)> = vec![
+        (Some(0), "envoy-a", 100, Priority::Normal), // extends
+        (Some(0), "envoy-a", 200, Priority::Normal), // extends again
+        (Some(0), "envoy-c", 100, Priority::Normal), // new lease
+        (Some(1), "envoy-b", 300, Priority::Normal), // extends
+        (Some(1), "envoy-c", 50, Priority::Normal),  // new, then extended
+        (Some(1), "envoy-c", 25, Priority::Normal),
+        (Some(2), "envoy-a", 100, Priority::Normal), // used past its grant
+        (Some(3), "envoy-a", 1200, Priority::Normal), // team pool: general path
+        (Some(4), "envoy-a", 10, Priority::Normal),  // suspended
+        (None, "envoy-a", 10, Priority::Normal),     // unknown key
+        (Some(5), "envoy-a", 10, Priority::Normal),  // allocation not issued
+        (Some(6), "envoy-a", 40, Priority::Critical), // critical: general path
+        (Some(7), "envoy-a", 400, Priority::Normal), // plain on its own…
+        (Some(7), "envoy-d", 5000, Priority::Normal), // …but more than is left
+        (Some(7), "envoy-e", 10, Priority::Normal),  // nothing left
+    ];
+    let unknown = keys::generate().plaintext;
+    let requests = |people: &[alfred_control_plane::users::CreatedUser]| -> Vec<LeaseRequest> {
+        script
+            .iter()
+            .map(|&(user, proxy, tokens, priority)| LeaseRequest {
+                proxy_id: proxy.into(),
+                priority,
+                ..request(user.map_or(&unknown, |u| &people[u].api_key), tokens)
+            })
+            .collect()
+    };
+    let mut conn = db.conn();
+    let one: Vec<LeaseDecision> = requests(&groups[0])
+        .into_iter()
+        .map(|r| leases::grant(&mut conn, later, POLICY, r).unwrap())
+        .collect();
+    let prepared: Vec<_> = requests(&groups[1])
+        .into_iter()
+        .map(|r| leases::prepare(later, POLICY, r).unwrap())
+        .collect();
+    let round: Vec<LeaseDecision> = leases::grant_round(&mut conn, &prepared)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let index_in = |people: &[alfred_control_plane::users::CreatedUser]| {
+        let ids: Vec<i64> = people.iter().map(|p| p.user.id).collect();
+        move |id: i64| ids.iter().position(|&u| u == id).unwrap_or(usize::MAX)
+    };
+    assert_eq!(
+        shape(&one, index_in(&groups[0])),
+        shape(&round, index_in(&groups[1]))
+    );
+    // The script reaches every kind of answer.
+    let shapes = shape(&one, index_in(&groups[0]));
+    for kind in ["granted", "exhausted", "suspended", "invalid_key"] {
+        assert!(
+            shapes.iter().any(|s| s.starts_with(kind)),
+            "{kind}: {shapes:#?}"
+        );
+    }
+
+    let p = QuotaRules::DEFAULT.period.bounds(later).start;
+    for (a, b) in groups[0].iter().zip(&groups[1]) {
+        for account in [
+            Account::Personal,
+            Account::Held,
+            Account::Debt,
+            Account::Overdraft,
+        ] {
+            assert_eq!(
+                ledger::balance(&mut conn, account(a.user.id), p).unwrap(),
+                ledger::balance(&mut conn, account(b.user.id), p).unwrap(),
+                "{} of {}",
+                account(0),
+                a.user.email
+            );
+        }
+    }
+    assert!(ledger::audit(&mut conn).unwrap().is_clean());
+});
