@@ -361,6 +361,9 @@ def main() -> None:
         "throughput_vs_envoy": alfred["saturated"]["rps"] / base["saturated"]["rps"],
         "waited_fraction": alfred.get("waited_fraction"),
         "vm_memory_mib_10k_keys": (alfred["memory"]["vm_memory_bytes"] or 0) / 2**20,
+        "front_envoy_cpu_added_us": alfred["saturated"]["cpu_us_per_request"]["front envoy"]
+        - noop["saturated"]["cpu_us_per_request"]["front envoy"],
+        "control_plane_cpu_us": alfred["saturated"]["cpu_us_per_request"]["control plane"],
     }
     results["summary"] = summary
     lines = [
@@ -385,6 +388,8 @@ def main() -> None:
         f"| added p99 | {summary['added_p99_us']:.0f} µs | ≤ 250 µs |",
         f"| throughput vs do-nothing wasm | {summary['throughput_vs_noop'] * 100:.1f} % | ≥ 85 % |",
         f"| throughput vs bare Envoy | {summary['throughput_vs_envoy'] * 100:.1f} % | ≥ 90 % (SPEC) |",
+        f"| front Envoy CPU per request over do-nothing wasm | {summary['front_envoy_cpu_added_us']:.0f} µs | |",
+        f"| control plane CPU per request (usage ingestion, same cores) | {summary['control_plane_cpu_us']:.0f} µs | |",
         f"| requests that waited on the control plane | {(summary['waited_fraction'] or 0) * 100:.3f} % | ≤ 1 % |",
         f"| wasm memory per worker, {MEMORY_KEYS} keys | {summary['vm_memory_mib_10k_keys']:.1f} MiB | ≤ 16 MiB |",
     ]
