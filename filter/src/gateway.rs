@@ -48,8 +48,9 @@ const IDLE_MS: u64 = 120_000;
 /// again: bounds how long a revocation handled by another VM, or credit another VM could
 /// use, waits on this one.
 const SLICE_TTL_MS: u64 = 500;
-/// How long after its slice lapses a VM's tick has to settle it: until then, a request of
-/// another VM that finds the lease spent waits for that credit instead of being refused.
+/// How long after its slice lapses a VM's tick has to settle it (at least two ticks):
+/// until then, a request of another VM that finds the lease spent waits for that credit
+/// instead of being refused.
 const SLICE_SETTLE_GRACE_MS: u64 = 500;
 /// A VM claims at most this fraction (1/N) of a lease at once.
 const SLICE_MAX_DIVISOR: u64 = 4;
@@ -575,7 +576,8 @@ impl Gateway {
                     rec.fetch_owner = vm;
                     rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
                 }
-                rec.hold_slice(vm, slice.valid_until_ms + SLICE_SETTLE_GRACE_MS, now_ms);
+                let grace = config.tick_ms.saturating_mul(2).max(SLICE_SETTLE_GRACE_MS);
+                rec.hold_slice(vm, slice.valid_until_ms.saturating_add(grace), now_ms);
                 return (Decision::Admit { slice, renew }, same_lease, wake);
             }
             // No room, but other VMs' slices may hold unspent credit of the lease: it
