@@ -7,6 +7,7 @@ use crate::gateway::{
     BodyAction, Gateway, HeadersOutcome, LeaseFetch, RequestHeaders, Stats, WaiterOutcome,
     ALFRED_HEADERS,
 };
+use crate::header_map;
 use crate::ids::IdGen;
 use crate::key::{self, KEY_HEADERS};
 use crate::lease_store::{self, CasMismatch, SharedStore};
@@ -53,6 +54,74 @@ fn now_ms() -> u64 {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Header names Alfred removes from requests before they go upstream: the client key
+/// headers and Alfred's own.
+const STRIPPED: [&str; KEY_HEADERS.len() + ALFRED_HEADERS.len()] = {
+    let mut all = [""; KEY_HEADERS.len() + ALFRED_HEADERS.len()];
+    let mut i = 0;
+    while i < KEY_HEADERS.len() {
+        all[i] = KEY_HEADERS[i];
+        i += 1;
+    }
+    while i < all.len() {
+        all[i] = ALFRED_HEADERS[i - KEY_HEADERS.len()];
+        i += 1;
+    }
+    all
+};
+
+/// The host's `get_header_map_pairs`, called directly: the SDK's getter copies every
+/// header into allocations of its own, this reads the host's one buffer in place.
+mod raw {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        pub fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
+    }
+}
+
+/// A header map as the host serialized it, owned by this VM until dropped.
+struct HostBuffer {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl HostBuffer {
+    /// The request headers of the current context.
+    fn request_headers() -> Option<HostBuffer> {
+        const REQUEST_HEADERS: u32 = 0;
+        let mut ptr = std::ptr::null_mut();
+        let mut len = 0;
+        // SAFETY: the host writes a pointer and a size into the two out-parameters; the
+        // buffer was allocated in this VM by the SDK's `proxy_on_memory_allocate` (a
+        // `Vec<u8>` of capacity `len`), and is now ours to read and free.
+        let status =
+            unsafe { raw::proxy_get_header_map_pairs(REQUEST_HEADERS, &mut ptr, &mut len) };
+        (status == 0).then_some(HostBuffer { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.ptr.is_null() || self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr` points to `len` initialised bytes the host wrote (see above).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for HostBuffer {
+    fn drop(&mut self) {
+        if !self.ptr.is_null() && self.len > 0 {
+            // SAFETY: allocated as a `Vec<u8>` with capacity `len` (see above), freed
+            // once, the way the SDK frees the buffers it reads.
+            drop(unsafe { Vec::from_raw_parts(self.ptr, self.len, self.len) });
+        }
+    }
 }
 
 /// Header bytes as text; invalid UTF-8 (obs-text) is replaced, never a panic.
@@ -398,7 +467,7 @@ impl RootContext for Root {
             context_id,
             gateway: Rc::clone(&self.gateway),
             lease_call: None,
-            present: Vec::new(),
+            present: 0,
         }))
     }
 
@@ -412,8 +481,9 @@ struct Request {
     gateway: Shared,
     /// The lease request this context sent, if any: (token, record).
     lease_call: Option<(u32, String)>,
-    /// Key and Alfred headers the request carries: removed before it goes upstream.
-    present: Vec<&'static str>,
+    /// Key and Alfred headers the request carries (bit i: `STRIPPED[i]`): removed
+    /// before it goes upstream.
+    present: u16,
 }
 
 impl Request {
@@ -427,8 +497,8 @@ impl Request {
     }
 
     fn swap_credentials(&self, (name, value): &(String, String)) {
-        for header in &self.present {
-            if header != name {
+        for (i, header) in STRIPPED.iter().enumerate() {
+            if self.present & (1 << i) != 0 && header != name {
                 self.set_http_request_header(header, None);
             }
         }
@@ -475,21 +545,26 @@ impl HttpContext for Request {
         let now = now_ms();
         // One host call for all headers (each single-header call crosses the VM boundary),
         // read in place: only values that are not UTF-8 are copied.
-        let all = self.get_http_request_headers_bytes();
+        let buffer = HostBuffer::request_headers();
+        let all = buffer
+            .as_ref()
+            .and_then(|b| header_map::parse(b.bytes()))
+            .unwrap_or_default();
         let text = |name: &str| -> Option<Cow<'_, str>> {
-            all.iter().find(|(n, _)| n == name).map(|(_, v)| lossy(v))
+            all.iter()
+                .find(|(n, _)| *n == name.as_bytes())
+                .map(|(_, v)| lossy(v))
         };
         let path = text(":path").unwrap_or_default();
         let key_values: Vec<(&str, Cow<'_, str>)> = KEY_HEADERS
             .iter()
             .filter_map(|h| text(h).map(|v| (*h, v)))
             .collect();
-        self.present = KEY_HEADERS
+        self.present = STRIPPED
             .iter()
-            .chain(ALFRED_HEADERS.iter())
-            .filter(|h| all.iter().any(|(n, _)| n == *h))
-            .copied()
-            .collect();
+            .enumerate()
+            .filter(|(_, h)| all.iter().any(|(n, _)| *n == h.as_bytes()))
+            .fold(0, |bits, (i, _)| bits | 1 << i);
         let mut client_key = key::find(|name| {
             key_values
                 .iter()
@@ -612,10 +687,14 @@ impl HttpContext for Request {
         } else {
             None
         };
-        let add = gateway.on_response_headers(self.context_id, status, content_type.as_deref());
-        drop(shared);
-        for (name, value) in add {
-            self.set_http_response_header(name, Some(&value));
+        // Setting headers calls back into no context: the gateway stays borrowed.
+        if let Some(added) =
+            gateway.on_response_headers(self.context_id, status, content_type.as_deref())
+        {
+            self.set_http_response_header("x-alfred-request-id", Some(added.request_id));
+            if let Some(remaining) = &added.quota_remaining {
+                self.set_http_response_header("x-alfred-quota-remaining", Some(remaining.as_str()));
+            }
         }
         Action::Continue
     }

@@ -13,12 +13,44 @@ use crate::config::Config;
 use crate::ids::IdGen;
 use crate::key::{self, ClientKey};
 use crate::lease_store::{self, CachedRefusal, Lease, Record, SharedStore};
-use crate::protocol::{LeaseAnswer, LeaseRequest, SyncAnswer, SyncRequest, UsageRecord};
+use crate::protocol::{Decimal, LeaseAnswer, LeaseRequest, SyncAnswer, SyncRequest, UsageRecord};
 use crate::reply::{LocalReply, Refusal};
 use crate::reporter::{ReportOutcome, Reporter};
 use crate::strip::UsageChunkStripper;
-use crate::usage::{estimate_tokens, Api, Family, Format, Framing, Usage, UsageParser};
+use crate::usage::{estimate_tokens, Api, Family, Format, Framing, Provider, Usage, UsageParser};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
+
+/// A provider credential: (header, value) swapped in for the client key. Shared, so a
+/// request takes it without copying the strings.
+pub type Credential = Rc<(String, String)>;
+
+/// Hasher for the host's context ids: small integers the host assigns, never client
+/// input, so a multiplicative hash is enough — and its code is tiny, which matters in a
+/// VM whose caches are cold at every callback.
+#[derive(Default, Clone, Copy)]
+struct ContextIdHasher(u64);
+
+impl Hasher for ContextIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type ContextMap<V> = HashMap<u32, V, BuildHasherDefault<ContextIdHasher>>;
+
+/// A shared record's id ([`lease_store::record_id`]), shared by the key cache and the
+/// requests drawing on it: taking it for a request copies nothing.
+type RecordId = Rc<str>;
 
 /// How long a refusal from the control plane (unknown key, suspended, exhausted) is
 /// remembered before asking again: bounds both load and how stale a "no" can be.
@@ -222,7 +254,7 @@ struct SliceSnapshotRate {
 struct RequestState {
     request_id: String,
     /// The shared record the request draws on ([`lease_store::record_id`]).
-    record: String,
+    record: RecordId,
     api: Api,
     estimate: u64,
     input_estimate: u64,
@@ -263,18 +295,26 @@ pub enum HeadersOutcome {
     /// Swap the key for `credential` and forward now — or, with `inspect_body`, once the
     /// body is read ([`Gateway::on_request_body`]).
     Forward {
-        credential: (String, String),
+        credential: Credential,
         inspect_body: bool,
     },
     /// Swap the key for `credential`, then pause. When `fetch` is set, this context
     /// sends that lease request (`POST /internal/v1/leases`) and reports its answer.
     Wait {
-        credential: (String, String),
+        credential: Credential,
         fetch: Option<LeaseFetch>,
         inspect_body: bool,
     },
     /// Answer locally; nothing goes upstream.
     Respond(LocalReply),
+}
+
+/// What Alfred adds to a response's headers (`x-alfred-request-id`,
+/// `x-alfred-quota-remaining`), borrowed: nothing is copied for it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AddedHeaders<'a> {
+    pub request_id: &'a str,
+    pub quota_remaining: Option<Decimal>,
 }
 
 /// What happens to a paused request once the lease answer is in.
@@ -350,7 +390,9 @@ pub struct Gateway {
     config: Config,
     /// This VM's id in shared records (random, non-zero).
     vm: u64,
-    requests: HashMap<u32, RequestState>,
+    requests: ContextMap<RequestState>,
+    /// Provider name → its credential.
+    credentials: HashMap<&'static str, Credential>,
     /// Requests of this VM waiting for a record's lease, by record id.
     waiters: HashMap<String, Vec<u32>>,
     fetches: HashMap<String, LocalFetch>,
@@ -360,7 +402,7 @@ pub struct Gateway {
     slices: HashMap<String, Slice>,
     /// Client key → its hash, for the keys in use: SHA-256 in wasm costs more than the
     /// rest of a request's own work. Pruned with `active`, bounded.
-    key_hashes: HashMap<String, String>,
+    key_hashes: HashMap<String, RecordId>,
     last_sync_ms: u64,
     sync_in_flight: bool,
     reporter: Reporter,
@@ -383,11 +425,22 @@ enum Decision {
 impl Gateway {
     pub fn new(config: Config, mut ids: IdGen) -> Self {
         let reporter = Reporter::new(config.max_batch, config.max_buffered_records);
+        let credentials = Provider::ALL
+            .iter()
+            .filter_map(|p| {
+                let c = config.providers.get(p.name())?;
+                Some((
+                    p.name(),
+                    Rc::new((c.auth_header.clone(), c.auth_value.clone())),
+                ))
+            })
+            .collect();
         let vm = ids.next_u64().max(1);
         Gateway {
             config,
             vm,
-            requests: HashMap::new(),
+            requests: ContextMap::default(),
+            credentials,
             waiters: HashMap::new(),
             fetches: HashMap::new(),
             active: HashMap::new(),
@@ -425,15 +478,16 @@ impl Gateway {
         self.requests.contains_key(&ctx)
     }
 
-    fn key_hash(&mut self, client_key: &str) -> String {
+    fn key_hash(&mut self, client_key: &str) -> RecordId {
         if let Some(hash) = self.key_hashes.get(client_key) {
-            return hash.clone();
+            return Rc::clone(hash);
         }
         if self.key_hashes.len() >= MAX_CACHED_KEY_HASHES {
             self.key_hashes.clear();
         }
-        let hash = key::hash(client_key);
-        self.key_hashes.insert(client_key.to_string(), hash.clone());
+        let hash: RecordId = Rc::from(key::hash(client_key));
+        self.key_hashes
+            .insert(client_key.to_string(), Rc::clone(&hash));
         hash
     }
 
@@ -459,16 +513,20 @@ impl Gateway {
                 return HeadersOutcome::Respond(Refusal::InvalidApiKey.reply(&request_id, family));
             }
         };
-        let Some(provider) = self.config.providers.get(api.provider.name()) else {
+        let Some(credential) = self.credentials.get(api.provider.name()).map(Rc::clone) else {
             self.stats.refused += 1;
             return HeadersOutcome::Respond(
                 Refusal::ProviderNotConfigured.reply(&request_id, family),
             );
         };
-        let credential = (provider.auth_header.clone(), provider.auth_value.clone());
         let priority = parse_priority(headers.priority);
         let key_hash = self.key_hash(client_key);
-        let record = lease_store::record_id(&key_hash, priority == CRITICAL);
+        // A normal-priority request draws on the record named by the key hash itself.
+        let record: RecordId = if priority == CRITICAL {
+            Rc::from(lease_store::record_id(&key_hash, true))
+        } else {
+            Rc::clone(&key_hash)
+        };
         let input_estimate = estimate_tokens(headers.content_length.unwrap_or(0));
         let estimate = self
             .config
@@ -479,15 +537,15 @@ impl Gateway {
         let inspect_body = headers.has_body
             && (api.format.has_include_usage()
                 || (privacy == "strict" && api.format == Format::OpenAiResponses));
-        match self.active.get_mut(&record) {
+        match self.active.get_mut(&*record) {
             Some(seen) => *seen = now_ms,
             None => {
-                self.active.insert(record.clone(), now_ms);
+                self.active.insert(record.to_string(), now_ms);
             }
         }
         let mut state = RequestState {
             request_id,
-            record: record.clone(),
+            record: Rc::clone(&record),
             api,
             estimate,
             input_estimate,
@@ -508,7 +566,7 @@ impl Gateway {
         // Warm: this VM's slice of the lease covers the request; no shared data.
         if let Some(slice) = self
             .slices
-            .get_mut(&record)
+            .get_mut(&*record)
             .filter(|s| s.room(now_ms) >= estimate)
         {
             state.admission = Some(slice.reserve(estimate, now_ms));
@@ -518,6 +576,7 @@ impl Gateway {
                 inspect_body,
             };
         }
+        let record = record.to_string();
         let vm = self.vm;
         let config = &self.config;
         let previous = self.slices.get(&record).map(|s| {
@@ -664,7 +723,7 @@ impl Gateway {
                     LeaseFetch {
                         body: lease_request_body(&self.config, &key_hash, priority, tokens),
                         record,
-                        key_hash,
+                        key_hash: key_hash.to_string(),
                     }
                 });
                 HeadersOutcome::Wait {
@@ -968,16 +1027,15 @@ impl Gateway {
         self.requests.get(&ctx).is_some_and(|s| s.framing.is_none())
     }
 
-    /// Response headers arrived. Returns headers to add to the response.
+    /// Response headers arrived. Returns what to add to them (`None`: the request is not
+    /// one this VM governs).
     pub fn on_response_headers(
         &mut self,
         ctx: u32,
         status: u16,
         content_type: Option<&str>,
-    ) -> Vec<(&'static str, String)> {
-        let Some(state) = self.requests.get_mut(&ctx) else {
-            return Vec::new();
-        };
+    ) -> Option<AddedHeaders<'_>> {
+        let state = self.requests.get_mut(&ctx)?;
         state.status = status;
         if (200..300).contains(&status) {
             let framing = state
@@ -985,14 +1043,13 @@ impl Gateway {
                 .unwrap_or_else(|| Framing::from_content_type(content_type));
             state.parser = Some(UsageParser::new(state.api.format, framing));
         }
-        let mut add = vec![("x-alfred-request-id", state.request_id.clone())];
-        if let Some(admission) = &state.admission {
-            add.push((
-                "x-alfred-quota-remaining",
-                admission.quota_remaining.to_string(),
-            ));
-        }
-        add
+        Some(AddedHeaders {
+            request_id: &state.request_id,
+            quota_remaining: state
+                .admission
+                .as_ref()
+                .map(|a| Decimal::new(a.quota_remaining)),
+        })
     }
 
     /// The request body: `buffered` bytes so far, `read` gives them all. Called for each
@@ -1484,8 +1541,7 @@ impl Gateway {
         }
         let active = &self.active;
         self.key_hashes.retain(|_, hash| {
-            active.contains_key(hash.as_str())
-                || active.contains_key(&lease_store::record_id(hash, true))
+            active.contains_key(&**hash) || active.contains_key(&lease_store::record_id(hash, true))
         });
     }
 

@@ -9,6 +9,7 @@ pub mod body;
 pub mod config;
 pub mod eventstream;
 pub mod gateway;
+pub mod header_map;
 pub mod ids;
 pub mod json_scan;
 pub mod key;

@@ -159,21 +159,40 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-fn write_int(out: &mut Vec<u8>, mut value: u64, negative: bool) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
+/// A number in decimal, written on the stack without the formatting machinery (see
+/// [`UsageRecord::write_json`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    pub fn new(mut value: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
         }
+        Decimal { digits, start }
     }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits are ever written.
+        std::str::from_utf8(&self.digits[self.start..]).unwrap_or("0")
+    }
+}
+
+fn write_int(out: &mut Vec<u8>, value: u64, negative: bool) {
     if negative {
         out.push(b'-');
     }
-    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(Decimal::new(value).as_str().as_bytes());
 }
 
 /// Re-check of keys this proxy holds leases for: revocation, suspension and quota
@@ -209,6 +228,13 @@ impl SyncAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_match_to_string() {
+        for v in [0, 1, 9, 10, 4400, 123_456_789, u64::MAX - 1, u64::MAX] {
+            assert_eq!(Decimal::new(v).as_str(), v.to_string());
+        }
+    }
 
     #[test]
     fn hand_written_record_json_is_what_serde_writes() {

@@ -23,6 +23,16 @@ pub enum Provider {
 }
 
 impl Provider {
+    pub const ALL: [Provider; 7] = [
+        Provider::OpenAi,
+        Provider::Azure,
+        Provider::Anthropic,
+        Provider::Gemini,
+        Provider::Bedrock,
+        Provider::Ollama,
+        Provider::Vllm,
+    ];
+
     /// Key of the plugin config's `providers` map, and the `provider` of usage records.
     pub fn name(self) -> &'static str {
         match self {

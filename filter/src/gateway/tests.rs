@@ -63,11 +63,11 @@ fn granted(tokens: u64, ttl_ms: u64) -> Result<LeaseAnswer, String> {
     granted_id(&format!("lease-{tokens}-{ttl_ms}"), tokens, ttl_ms)
 }
 
-fn credential() -> (String, String) {
-    (
+fn credential() -> Credential {
+    Credential::new((
         "authorization".to_string(),
         "Bearer sk-provider".to_string(),
-    )
+    ))
 }
 
 const CHAT: &[u8] = br#"{"id":"c","object":"chat.completion","model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29}}"#;
@@ -163,8 +163,11 @@ fn cold_user_waits_once_then_requests_are_served_from_the_lease() {
             inspect_body: false
         }
     );
-    let added = g.on_response_headers(3, 200, Some("application/json"));
-    assert_eq!(added[1], ("x-alfred-quota-remaining", "4400".to_string()));
+    let added = g
+        .on_response_headers(3, 200, Some("application/json"))
+        .unwrap();
+    assert_eq!(added.request_id.len(), 32);
+    assert_eq!(added.quota_remaining.unwrap().as_str(), "4400");
     g.on_response_body(3, CHAT, true);
     g.on_request_end(3, 7, &s);
     g.on_request_end(3, 8, &s); // on_log after end of stream: idempotent
@@ -1240,7 +1243,10 @@ fn key_hashes_are_cached_while_in_use_and_swept_with_their_records() {
     let s = store();
     let mut g = gateway(1);
     warm(&mut g, &s, 100_000);
-    assert_eq!(g.key_hashes.get(KEY_A), Some(&key::hash(KEY_A)));
+    assert_eq!(
+        g.key_hashes.get(KEY_A).map(|h| &**h),
+        Some(key::hash(KEY_A).as_str())
+    );
     g.on_request_headers(1, critical(KEY_B), 0, &s);
     assert_eq!(g.key_hashes.len(), 2);
     // A fetch answered, nothing in flight: both keys go idle and leave the cache.
