@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Alfred filter benchmark: Envoy without a filter, with a do-nothing wasm filter, and
-with Alfred (warm leases), side by side against the same fast fixed-response upstream.
+"""Alfred filter benchmark: Envoy without a filter, with a do-nothing wasm filter, with a
+wasm filter that makes only the host calls Alfred makes (the floor of any filter doing
+Alfred's job on this runtime), and with Alfred (warm leases), side by side against the
+same fast fixed-response upstream.
 
 Measures serial latency (p50/p99, one connection), saturated throughput (requests/s),
 the fraction of requests that waited on the control plane, and the filter VM's memory
@@ -32,6 +34,7 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 ALFRED = os.path.join(ROOT, "target", "release", "alfred")
 ALFRED_WASM = os.environ.get("ALFRED_WASM") or os.path.join(ROOT, "target", "wasm32-wasip1", "release", "alfred_filter.wasm")
 NOOP_WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "alfred_bench_noop_filter.wasm")
+HOST_CALLS_WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "alfred_bench_host_calls_filter.wasm")
 RENDER = os.path.join(ROOT, "envoy", "render.py")
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -270,7 +273,7 @@ def main() -> None:
 
         # All three front proxies run side by side for the whole measurement, and the
         # rounds interleave them, so drift of the shared machine hits every mode alike.
-        modes = [("envoy", None), ("noop-wasm", NOOP_WASM), ("alfred", ALFRED_WASM)]
+        modes = [("envoy", None), ("noop-wasm", NOOP_WASM), ("host-calls-wasm", HOST_CALLS_WASM), ("alfred", ALFRED_WASM)]
         fronts: dict[str, tuple[int, int, subprocess.Popen]] = {}
         for base_id, (mode, wasm) in enumerate(modes, start=50):
             port, admin_port = free_port(), free_port()
@@ -353,7 +356,7 @@ def main() -> None:
     finally:
         procs.stop_all()
 
-    base, noop, alfred = (results["modes"][m] for m in ("envoy", "noop-wasm", "alfred"))
+    base, noop, floor, alfred = (results["modes"][m] for m in ("envoy", "noop-wasm", "host-calls-wasm", "alfred"))
     summary = {
         "added_p50_us": alfred["serial"]["p50_us"] - base["serial"]["p50_us"],
         "added_p99_us": alfred["serial"]["p99_us"] - base["serial"]["p99_us"],
@@ -364,6 +367,10 @@ def main() -> None:
         "front_envoy_cpu_added_us": alfred["saturated"]["cpu_us_per_request"]["front envoy"]
         - noop["saturated"]["cpu_us_per_request"]["front envoy"],
         "control_plane_cpu_us": alfred["saturated"]["cpu_us_per_request"]["control plane"],
+        "host_calls_added_p50_us": floor["serial"]["p50_us"] - base["serial"]["p50_us"],
+        "host_calls_throughput_vs_noop": floor["saturated"]["rps"] / noop["saturated"]["rps"],
+        "host_calls_front_envoy_cpu_added_us": floor["saturated"]["cpu_us_per_request"]["front envoy"]
+        - noop["saturated"]["cpu_us_per_request"]["front envoy"],
     }
     results["summary"] = summary
     lines = [
@@ -392,6 +399,15 @@ def main() -> None:
         f"| control plane CPU per request (usage ingestion, same cores) | {summary['control_plane_cpu_us']:.0f} µs | |",
         f"| requests that waited on the control plane | {(summary['waited_fraction'] or 0) * 100:.3f} % | ≤ 1 % |",
         f"| wasm memory per worker, {MEMORY_KEYS} keys | {summary['vm_memory_mib_10k_keys']:.1f} MiB | ≤ 16 MiB |",
+        "",
+        "The host-calls filter makes only the host calls Alfred makes on a warm request, with no logic: "
+        "the floor of any Proxy-Wasm filter doing Alfred's job on this runtime.",
+        "",
+        "| floor (host calls only) | measured |",
+        "| --- | ---: |",
+        f"| added p50 over bare Envoy | {summary['host_calls_added_p50_us']:.0f} µs |",
+        f"| throughput vs do-nothing wasm | {summary['host_calls_throughput_vs_noop'] * 100:.1f} % |",
+        f"| front Envoy CPU per request over do-nothing wasm | {summary['host_calls_front_envoy_cpu_added_us']:.0f} µs |",
     ]
     table = "\n".join(lines)
     print(table)
