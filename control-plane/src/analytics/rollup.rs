@@ -5,43 +5,26 @@
 //! request id seen twice) adds nothing, so the rollup stays equal to the aggregate of
 //! `usage_records`. The round is summed per (day, user, model, project, provider) in
 //! Rust first, then written as ONE multi-row upsert (PostgreSQL: one statement over
-//! `unnest`ed arrays; SQLite: one over `json_each`),
+//! `unnest`ed arrays; SQLite: multi-row `INSERT … ON CONFLICT DO UPDATE` in chunks),
 //! in key order so concurrent rounds take the rows' locks in the same order.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDate;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Date, Text};
+use diesel::upsert::excluded;
 
 use super::Totals;
 use crate::db::schema::usage_daily;
-use crate::db::sqlite_rows::JsonRows;
 use crate::db::DbConnection;
 use crate::error::Result;
 use crate::usage::NewUsageRecord;
 
-/// The columns of a rollup row, in the order both upserts bind them.
-const COLUMNS: &str = "day, user_id, model, project_id, provider, requests, \
-     successful_requests, failed_requests, estimated_requests, input_tokens, output_tokens, \
-     total_tokens, cached_tokens, reasoning_tokens, failed_tokens, estimated_tokens, \
-     cost_nano_usd, unpriced_requests";
-
-/// An upsert's `DO UPDATE SET`: a new row's totals added to the stored row `d`.
-const ADD: &str = "requests = d.requests + excluded.requests, \
-     successful_requests = d.successful_requests + excluded.successful_requests, \
-     failed_requests = d.failed_requests + excluded.failed_requests, \
-     estimated_requests = d.estimated_requests + excluded.estimated_requests, \
-     input_tokens = d.input_tokens + excluded.input_tokens, \
-     output_tokens = d.output_tokens + excluded.output_tokens, \
-     total_tokens = d.total_tokens + excluded.total_tokens, \
-     cached_tokens = d.cached_tokens + excluded.cached_tokens, \
-     reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens, \
-     failed_tokens = d.failed_tokens + excluded.failed_tokens, \
-     estimated_tokens = d.estimated_tokens + excluded.estimated_tokens, \
-     cost_nano_usd = d.cost_nano_usd + excluded.cost_nano_usd, \
-     unpriced_requests = d.unpriced_requests + excluded.unpriced_requests";
+/// Rows per SQLite upsert statement: 18 bind parameters each stays far below SQLite's
+/// 32,766 parameter limit.
+const UPSERT_CHUNK_ROWS: usize = 500;
 
 /// A rollup row's key: (UTC day, user, model, project or "", provider).
 type Key<'a> = (NaiveDate, i64, &'a str, &'a str, &'a str);
@@ -116,51 +99,47 @@ pub fn add_inserted<'r>(
     }
 }
 
-/// One statement whatever the round's size, over `json_each`
-/// ([`crate::db::sqlite_rows`]): diesel caches no `ON CONFLICT DO UPDATE`, and a
-/// multi-row `VALUES` list is new SQL text to parse for every length.
 fn upsert_sqlite(
     c: &mut diesel::sqlite::SqliteConnection,
     sums: &BTreeMap<Key<'_>, Totals>,
 ) -> Result<()> {
-    let mut days: HashMap<NaiveDate, String> = HashMap::new();
-    let mut rows = JsonRows::with_capacity(sums.len() * 160);
-    for (&(day, user_id, model, project_id, provider), t) in sums {
-        // diesel's SQLite text for a `Date`.
-        let day = days
-            .entry(day)
-            .or_insert_with(|| day.format("%F").to_string());
-        rows.row()
-            .text(day)
-            .int(user_id)
-            .text(model)
-            .text(project_id)
-            .text(provider)
-            .int(t.requests)
-            .int(t.successful_requests)
-            .int(t.failed_requests)
-            .int(t.estimated_requests)
-            .int(t.input_tokens)
-            .int(t.output_tokens)
-            .int(t.total_tokens)
-            .int(t.cached_tokens)
-            .int(t.reasoning_tokens)
-            .int(t.failed_tokens)
-            .int(t.estimated_tokens)
-            .int(t.cost_nano_usd)
-            .int(t.unpriced_requests)
-            .end();
+    use usage_daily::dsl as d;
+    let rows: Vec<NewUsageDay<'_>> = sums
+        .iter()
+        .map(
+            |(&(day, user_id, model, project_id, provider), &totals)| NewUsageDay {
+                day,
+                user_id,
+                model,
+                project_id,
+                provider,
+                totals,
+            },
+        )
+        .collect();
+    for chunk in rows.chunks(UPSERT_CHUNK_ROWS) {
+        diesel::insert_into(usage_daily::table)
+            .values(chunk)
+            .on_conflict((d::day, d::user_id, d::model, d::project_id, d::provider))
+            .do_update()
+            .set((
+                d::requests.eq(d::requests + excluded(d::requests)),
+                d::successful_requests
+                    .eq(d::successful_requests + excluded(d::successful_requests)),
+                d::failed_requests.eq(d::failed_requests + excluded(d::failed_requests)),
+                d::estimated_requests.eq(d::estimated_requests + excluded(d::estimated_requests)),
+                d::input_tokens.eq(d::input_tokens + excluded(d::input_tokens)),
+                d::output_tokens.eq(d::output_tokens + excluded(d::output_tokens)),
+                d::total_tokens.eq(d::total_tokens + excluded(d::total_tokens)),
+                d::cached_tokens.eq(d::cached_tokens + excluded(d::cached_tokens)),
+                d::reasoning_tokens.eq(d::reasoning_tokens + excluded(d::reasoning_tokens)),
+                d::failed_tokens.eq(d::failed_tokens + excluded(d::failed_tokens)),
+                d::estimated_tokens.eq(d::estimated_tokens + excluded(d::estimated_tokens)),
+                d::cost_nano_usd.eq(d::cost_nano_usd + excluded(d::cost_nano_usd)),
+                d::unpriced_requests.eq(d::unpriced_requests + excluded(d::unpriced_requests)),
+            ))
+            .execute(c)?;
     }
-    diesel::sql_query(format!(
-        "INSERT INTO usage_daily AS d ({COLUMNS}) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-         value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, \
-         value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, \
-         value ->> 16, value ->> 17 FROM json_each(?) WHERE true \
-         ON CONFLICT (day, user_id, model, project_id, provider) DO UPDATE SET {ADD}"
-    ))
-    .bind::<Text, _>(rows.finish())
-    .execute(c)?;
     Ok(())
 }
 
@@ -173,12 +152,28 @@ fn upsert_postgres(pg: &mut PgConnection, sums: &BTreeMap<Key<'_>, Totals>) -> R
     ) -> Vec<T> {
         sums.iter().map(|(k, t)| f(k, t)).collect()
     }
-    diesel::sql_query(format!(
-        "INSERT INTO usage_daily AS d ({COLUMNS}) \
+    diesel::sql_query(
+        "INSERT INTO usage_daily AS d (day, user_id, model, project_id, provider, requests, \
+         successful_requests, failed_requests, estimated_requests, input_tokens, \
+         output_tokens, total_tokens, cached_tokens, reasoning_tokens, failed_tokens, \
+         estimated_tokens, cost_nano_usd, unpriced_requests) \
          SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
          $15, $16, $17, $18) \
-         ON CONFLICT (day, user_id, model, project_id, provider) DO UPDATE SET {ADD}"
-    ))
+         ON CONFLICT (day, user_id, model, project_id, provider) DO UPDATE SET \
+         requests = d.requests + EXCLUDED.requests, \
+         successful_requests = d.successful_requests + EXCLUDED.successful_requests, \
+         failed_requests = d.failed_requests + EXCLUDED.failed_requests, \
+         estimated_requests = d.estimated_requests + EXCLUDED.estimated_requests, \
+         input_tokens = d.input_tokens + EXCLUDED.input_tokens, \
+         output_tokens = d.output_tokens + EXCLUDED.output_tokens, \
+         total_tokens = d.total_tokens + EXCLUDED.total_tokens, \
+         cached_tokens = d.cached_tokens + EXCLUDED.cached_tokens, \
+         reasoning_tokens = d.reasoning_tokens + EXCLUDED.reasoning_tokens, \
+         failed_tokens = d.failed_tokens + EXCLUDED.failed_tokens, \
+         estimated_tokens = d.estimated_tokens + EXCLUDED.estimated_tokens, \
+         cost_nano_usd = d.cost_nano_usd + EXCLUDED.cost_nano_usd, \
+         unpriced_requests = d.unpriced_requests + EXCLUDED.unpriced_requests",
+    )
     .bind::<Array<Date>, _>(column(sums, |k, _| k.0))
     .bind::<Array<BigInt>, _>(column(sums, |k, _| k.1))
     .bind::<Array<Text>, _>(column(sums, |k, _| k.2))

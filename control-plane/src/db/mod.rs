@@ -7,7 +7,6 @@
 
 pub mod group_commit;
 pub mod schema;
-pub mod sqlite_rows;
 pub mod sqlite_time;
 
 use std::sync::atomic::{AtomicU64, Ordering};

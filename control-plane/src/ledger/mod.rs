@@ -9,16 +9,16 @@
 //! spendable balance below zero, which rolls the caller's transaction back. The model is in
 //! `docs/quota-model.md`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text, Timestamp};
+use diesel::upsert::excluded;
 
 use crate::db::schema::{ledger_balances, ledger_entries, ledger_movements};
-use crate::db::sqlite_rows::JsonRows;
-use crate::db::{sqlite_time, DbConnection};
+use crate::db::DbConnection;
 use crate::error::{Error, Result};
 
 /// The largest amount of credit any one input may name (a quota, a pool, a transfer,
@@ -482,34 +482,18 @@ pub fn may_go_negative(key: &str) -> bool {
     key == "org:issued" || key.ends_with(":overdraft") || key.ends_with(":debt")
 }
 
-/// Inserts entries in one statement whatever their count: PostgreSQL over `unnest`ed
-/// arrays, SQLite over `json_each` ([`crate::db::sqlite_rows`]; a cached single-row
-/// statement per entry cost more in diesel than in SQLite).
+/// Inserts entries. SQLite: one cached single-row statement per entry (in-process, no
+/// SQL text to parse per call, where a multi-row `VALUES` list is parsed anew for
+/// every length). PostgreSQL: one statement over `unnest`ed arrays, one round trip
+/// whatever the count.
 fn insert_entries(conn: &mut DbConnection, entries: &[NewEntry]) -> Result<()> {
     match conn {
         DbConnection::Sqlite(c) => {
-            if entries.is_empty() {
-                return Ok(());
+            for entry in entries {
+                diesel::insert_into(ledger_entries::table)
+                    .values(entry)
+                    .execute(c)?;
             }
-            let mut periods: HashMap<NaiveDateTime, String> = HashMap::new();
-            let mut rows = JsonRows::with_capacity(entries.len() * 64);
-            for e in entries {
-                let period = periods
-                    .entry(e.period_start)
-                    .or_insert_with(|| sqlite_time::render(e.period_start));
-                rows.row()
-                    .int(e.movement_id)
-                    .text(&e.account)
-                    .text(period)
-                    .int(e.amount)
-                    .end();
-            }
-            diesel::sql_query(
-                "INSERT INTO ledger_entries (movement_id, account, period_start, amount) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)",
-            )
-            .bind::<Text, _>(rows.finish())
-            .execute(c)?;
         }
         DbConnection::Postgres(pg) => {
             if entries.is_empty() {
@@ -543,42 +527,36 @@ struct Written {
     balance: i64,
 }
 
+/// Rows per SQLite multi-row upsert: 3 bind parameters each stays far below SQLite's
+/// 32,766 parameter limit.
+const SQLITE_UPSERT_ROWS: usize = 1000;
+
 /// Adds the deltas (in key order) to the cached balances and refuses a spendable one
-/// that ends below zero. One upsert whatever the count, whose rows are taken in array
-/// order: PostgreSQL over `unnest`ed arrays, SQLite over `json_each` (diesel never
-/// caches an `ON CONFLICT DO UPDATE`, and a multi-row `VALUES` list is new SQL text
-/// for every length).
+/// that ends below zero. SQLite: multi-row upserts (diesel never caches an
+/// `ON CONFLICT DO UPDATE`, so one statement per row would be parsed once per row);
+/// PostgreSQL: one upsert over `unnest`ed arrays, whose rows are taken in array order.
 fn apply_deltas(conn: &mut DbConnection, deltas: &[BalanceDelta]) -> Result<()> {
     if deltas.is_empty() {
         return Ok(());
     }
     let written: Vec<(String, i64)> = match conn {
         DbConnection::Sqlite(c) => {
-            let mut periods: HashMap<NaiveDateTime, String> = HashMap::new();
-            let mut rows = JsonRows::with_capacity(deltas.len() * 48);
-            for d in deltas {
-                let period = periods
-                    .entry(d.period_start)
-                    .or_insert_with(|| sqlite_time::render(d.period_start));
-                rows.row()
-                    .text(&d.account)
-                    .text(period)
-                    .int(d.balance)
-                    .end();
+            let target = (ledger_balances::account, ledger_balances::period_start);
+            let add = ledger_balances::balance
+                .eq(ledger_balances::balance + excluded(ledger_balances::balance));
+            let mut written = Vec::with_capacity(deltas.len());
+            for chunk in deltas.chunks(SQLITE_UPSERT_ROWS) {
+                written.extend(
+                    diesel::insert_into(ledger_balances::table)
+                        .values(chunk)
+                        .on_conflict(target)
+                        .do_update()
+                        .set(add)
+                        .returning((ledger_balances::account, ledger_balances::balance))
+                        .get_results::<(String, i64)>(c)?,
+                );
             }
-            // Rows are taken in array order, which is key order.
-            diesel::sql_query(
-                "INSERT INTO ledger_balances (account, period_start, balance) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?) WHERE true \
-                 ON CONFLICT (account, period_start) \
-                 DO UPDATE SET balance = balance + excluded.balance \
-                 RETURNING account, balance",
-            )
-            .bind::<Text, _>(rows.finish())
-            .load::<Written>(c)?
-            .into_iter()
-            .map(|w| (w.account, w.balance))
-            .collect()
+            written
         }
         DbConnection::Postgres(pg) => diesel::sql_query(
             "INSERT INTO ledger_balances AS b (account, period_start, balance) \

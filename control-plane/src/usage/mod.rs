@@ -25,8 +25,7 @@ pub use model::{NewUsageRecord, Privacy, UsageRecord};
 pub use queue::{IngestQueue, MAX_ROUND_RECORDS};
 
 use crate::db::schema::{usage_records, users};
-use crate::db::sqlite_rows::JsonRows;
-use crate::db::sqlite_time;
+use crate::db::sqlite_time::{self, SqliteTimestamp};
 use crate::db::{write_transaction, DbConnection};
 use crate::error::{Error, Result};
 use crate::leases::MAX_PROXY_ID_CHARS;
@@ -383,7 +382,8 @@ fn write_round(
         for ((u, p), tokens) in unleased {
             overrun = overrun.transfer(Account::Debt(u), Account::Used(u), p, tokens);
         }
-        ledger::post_all(conn, now, &[usage, overrun])?;
+        ledger::post(conn, now, &usage)?;
+        ledger::post(conn, now, &overrun)?;
         Ok(outcomes)
     })
 }
@@ -456,67 +456,100 @@ fn existing_users(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<i64>> {
 type Inserted = (String, i64, Option<String>, i64);
 
 /// Inserts the records, skipping known request ids; returns the rows actually
-/// inserted, in insert order (so of two rows with one `request_id` the first is
-/// inserted). One statement whatever the count: PostgreSQL
-/// `INSERT … SELECT FROM unnest(<one array per column>)` — a fixed statement of 21
-/// array parameters is parsed and planned in microseconds, where a 500-row `VALUES`
-/// list has 11,500 parameters to parse and plan on every batch; SQLite the same over
-/// `json_each` ([`crate::db::sqlite_rows`]).
+/// inserted. SQLite: one cached single-row statement per record (in-process; a
+/// multi-row `VALUES` list would be SQL text to parse anew on every batch). PostgreSQL: one
+/// `INSERT … SELECT FROM unnest(<one array per column>)` for the whole batch — a fixed
+/// statement of 21 array parameters is parsed and planned in microseconds, where a
+/// 500-row `VALUES` list has 11,500 parameters to parse and plan on every batch.
 fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Vec<Inserted>> {
-    let inserted: Vec<InsertedRow> = match conn {
-        DbConnection::Sqlite(c) => diesel::sql_query(
-            "INSERT INTO usage_records (request_id, user_id, lease_id, proxy_id, provider, \
-             model, input_tokens, output_tokens, total_tokens, cached_tokens, \
-             reasoning_tokens, status, estimated, priority, project_id, privacy, occurred_at, \
-             created_at, period_start, cost_nano_usd, unpriced) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-             value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, \
-             value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, \
-             value ->> 16, value ->> 17, value ->> 18, value ->> 19, value ->> 20 \
-             FROM json_each(?) WHERE true \
-             ON CONFLICT (request_id) DO NOTHING \
-             RETURNING request_id, user_id, lease_id, total_tokens",
-        )
-        .bind::<Text, _>(sqlite_json(rows))
-        .load(c)?,
-        DbConnection::Postgres(pg) => return insert_new_postgres(pg, rows),
-    };
-    Ok(inserted
-        .into_iter()
-        .map(|r| (r.request_id, r.user_id, r.lease_id, r.total_tokens))
-        .collect())
+    let returning = (
+        usage_records::request_id,
+        usage_records::user_id,
+        usage_records::lease_id,
+        usage_records::total_tokens,
+    );
+    match conn {
+        DbConnection::Sqlite(c) => {
+            // Each distinct time rendered once (a round has one `created_at` and one
+            // period per batch, and requests share milliseconds).
+            let mut texts: HashMap<NaiveDateTime, String> = HashMap::new();
+            for r in rows {
+                for t in [r.occurred_at, r.created_at, r.period_start] {
+                    texts.entry(t).or_insert_with(|| sqlite_time::render(t));
+                }
+            }
+            let text = |t: &NaiveDateTime| {
+                texts
+                    .get(t)
+                    .map(|s| SqliteTimestamp(s))
+                    .ok_or_else(|| Error::Invariant("a usage time was not rendered".into()))
+            };
+            let mut inserted = Vec::with_capacity(rows.len());
+            for r in rows {
+                let row = SqliteRecord {
+                    occurred_at: text(&r.occurred_at)?,
+                    created_at: text(&r.created_at)?,
+                    period_start: text(&r.period_start)?,
+                    request_id: r.request_id,
+                    user_id: r.user_id,
+                    lease_id: r.lease_id,
+                    proxy_id: r.proxy_id,
+                    provider: r.provider,
+                    model: r.model,
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                    total_tokens: r.total_tokens,
+                    cached_tokens: r.cached_tokens,
+                    reasoning_tokens: r.reasoning_tokens,
+                    status: r.status,
+                    estimated: r.estimated,
+                    priority: r.priority,
+                    project_id: r.project_id,
+                    privacy: r.privacy,
+                    cost_nano_usd: r.cost_nano_usd,
+                    unpriced: r.unpriced,
+                };
+                let row: Option<Inserted> = diesel::insert_into(usage_records::table)
+                    .values(&row)
+                    .on_conflict(usage_records::request_id)
+                    .do_nothing()
+                    .returning(returning)
+                    .get_result(c)
+                    .optional()?;
+                inserted.extend(row);
+            }
+            Ok(inserted)
+        }
+        DbConnection::Postgres(pg) => insert_new_postgres(pg, rows),
+    }
 }
 
-/// The records as `json_each` rows, in the column order of [`insert_new`]'s SQLite
-/// statement; each distinct time rendered once (a round has one `created_at` and one
-/// period per batch, and requests share milliseconds).
-fn sqlite_json(rows: &[NewUsageRecord<'_>]) -> String {
-    let mut texts: HashMap<NaiveDateTime, String> = HashMap::new();
-    let mut json = JsonRows::with_capacity(rows.len() * 320);
-    for r in rows {
-        json.row()
-            .text(r.request_id)
-            .int(r.user_id)
-            .opt_text(r.lease_id)
-            .text(r.proxy_id)
-            .text(r.provider)
-            .text(r.model)
-            .int(r.input_tokens)
-            .int(r.output_tokens)
-            .int(r.total_tokens)
-            .int(r.cached_tokens)
-            .int(r.reasoning_tokens)
-            .int(i64::from(r.status))
-            .bool(r.estimated)
-            .text(r.priority)
-            .opt_text(r.project_id)
-            .text(r.privacy);
-        for t in [r.occurred_at, r.created_at, r.period_start] {
-            json.text(texts.entry(t).or_insert_with(|| sqlite_time::render(t)));
-        }
-        json.int(r.cost_nano_usd).bool(r.unpriced).end();
-    }
-    json.finish()
+/// [`NewUsageRecord`] with its times rendered for SQLite
+/// ([`crate::db::sqlite_time`]).
+#[derive(Insertable)]
+#[diesel(table_name = usage_records, treat_none_as_default_value = false)]
+struct SqliteRecord<'a> {
+    request_id: &'a str,
+    user_id: i64,
+    lease_id: Option<&'a str>,
+    proxy_id: &'a str,
+    provider: &'a str,
+    model: &'a str,
+    input_tokens: i64,
+    output_tokens: i64,
+    total_tokens: i64,
+    cached_tokens: i64,
+    reasoning_tokens: i64,
+    status: i32,
+    estimated: bool,
+    priority: &'a str,
+    project_id: Option<&'a str>,
+    privacy: &'a str,
+    occurred_at: SqliteTimestamp<'a>,
+    created_at: SqliteTimestamp<'a>,
+    period_start: SqliteTimestamp<'a>,
+    cost_nano_usd: i64,
+    unpriced: bool,
 }
 
 /// A row returned by the PostgreSQL bulk insert.
