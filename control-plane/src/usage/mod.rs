@@ -25,6 +25,7 @@ pub use model::{NewUsageRecord, Privacy, UsageRecord};
 pub use queue::{IngestQueue, MAX_ROUND_RECORDS};
 
 use crate::db::schema::{usage_records, users};
+use crate::db::sqlite_statement::{Prepared, SqliteStatement, Values};
 use crate::db::sqlite_time::{self, SqliteTimestamp};
 use crate::db::{write_transaction, DbConnection};
 use crate::error::{Error, Result};
@@ -456,18 +457,13 @@ fn existing_users(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<i64>> {
 type Inserted = (String, i64, Option<String>, i64);
 
 /// Inserts the records, skipping known request ids; returns the rows actually
-/// inserted. SQLite: one cached single-row statement per record (in-process; a
-/// multi-row `VALUES` list would be SQL text to parse anew on every batch). PostgreSQL: one
+/// inserted. SQLite: one statement of fixed text per record, prepared once per
+/// connection (in-process; a multi-row `VALUES` list would be SQL text to parse anew
+/// on every batch), a row counted as inserted when it changed one. PostgreSQL: one
 /// `INSERT … SELECT FROM unnest(<one array per column>)` for the whole batch — a fixed
 /// statement of 21 array parameters is parsed and planned in microseconds, where a
 /// 500-row `VALUES` list has 11,500 parameters to parse and plan on every batch.
 fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Vec<Inserted>> {
-    let returning = (
-        usage_records::request_id,
-        usage_records::user_id,
-        usage_records::lease_id,
-        usage_records::total_tokens,
-    );
     match conn {
         DbConnection::Sqlite(c) => {
             // Each distinct time rendered once (a round has one `created_at` and one
@@ -509,14 +505,15 @@ fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Ve
                     cost_nano_usd: r.cost_nano_usd,
                     unpriced: r.unpriced,
                 };
-                let row: Option<Inserted> = diesel::insert_into(usage_records::table)
-                    .values(&row)
-                    .on_conflict(usage_records::request_id)
-                    .do_nothing()
-                    .returning(returning)
-                    .get_result(c)
-                    .optional()?;
-                inserted.extend(row);
+                // One row changed: inserted; none: the request id was already known.
+                if Prepared(&row).execute(c)? == 1 {
+                    inserted.push((
+                        r.request_id.to_owned(),
+                        r.user_id,
+                        r.lease_id.map(str::to_owned),
+                        r.total_tokens,
+                    ));
+                }
             }
             Ok(inserted)
         }
@@ -525,9 +522,9 @@ fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Ve
 }
 
 /// [`NewUsageRecord`] with its times rendered for SQLite
-/// ([`crate::db::sqlite_time`]).
-#[derive(Insertable)]
-#[diesel(table_name = usage_records, treat_none_as_default_value = false)]
+/// ([`crate::db::sqlite_time`]), inserted by one statement of fixed text
+/// ([`SqliteStatement`]): prepared once per connection, then bound and stepped per
+/// row.
 struct SqliteRecord<'a> {
     request_id: &'a str,
     user_id: i64,
@@ -550,6 +547,40 @@ struct SqliteRecord<'a> {
     period_start: SqliteTimestamp<'a>,
     cost_nano_usd: i64,
     unpriced: bool,
+}
+
+impl SqliteStatement for SqliteRecord<'_> {
+    type Id = SqliteRecord<'static>;
+    const HEAD: &'static str = "INSERT INTO usage_records (request_id, user_id, lease_id, \
+        proxy_id, provider, model, input_tokens, output_tokens, total_tokens, cached_tokens, \
+        reasoning_tokens, status, estimated, priority, project_id, privacy, occurred_at, \
+        created_at, period_start, cost_nano_usd, unpriced) \
+        VALUES (";
+    const TAIL: &'static str = ") ON CONFLICT (request_id) DO NOTHING";
+
+    fn bind_values<'b>(&'b self, values: &mut Values<'_, '_, 'b>) -> QueryResult<()> {
+        values.bind::<Text, _>(&self.request_id)?;
+        values.bind::<BigInt, _>(&self.user_id)?;
+        values.bind::<Nullable<Text>, _>(&self.lease_id)?;
+        values.bind::<Text, _>(&self.proxy_id)?;
+        values.bind::<Text, _>(&self.provider)?;
+        values.bind::<Text, _>(&self.model)?;
+        values.bind::<BigInt, _>(&self.input_tokens)?;
+        values.bind::<BigInt, _>(&self.output_tokens)?;
+        values.bind::<BigInt, _>(&self.total_tokens)?;
+        values.bind::<BigInt, _>(&self.cached_tokens)?;
+        values.bind::<BigInt, _>(&self.reasoning_tokens)?;
+        values.bind::<Integer, _>(&self.status)?;
+        values.bind::<Bool, _>(&self.estimated)?;
+        values.bind::<Text, _>(&self.priority)?;
+        values.bind::<Nullable<Text>, _>(&self.project_id)?;
+        values.bind::<Text, _>(&self.privacy)?;
+        values.bind::<Timestamp, _>(&self.occurred_at)?;
+        values.bind::<Timestamp, _>(&self.created_at)?;
+        values.bind::<Timestamp, _>(&self.period_start)?;
+        values.bind::<BigInt, _>(&self.cost_nano_usd)?;
+        values.bind::<Bool, _>(&self.unpriced)
+    }
 }
 
 /// A row returned by the PostgreSQL bulk insert.
