@@ -8,7 +8,7 @@
 //! SQLite: one prepared single-row `INSERT … ON CONFLICT DO UPDATE` per row), in key
 //! order so concurrent rounds take the rows' locks in the same order.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use diesel::pg::PgConnection;
@@ -50,19 +50,15 @@ impl Totals {
 }
 
 /// Adds the round's inserted records to the rollup. `rows` are the round's rows in
-/// insert order; `inserted(request_id)` tells whether that id was inserted by this
-/// round, in which case its first row is the one stored.
+/// insert order and `inserted[i]` whether `rows[i]` was inserted by this round (only
+/// the first row of a request id can be).
 pub fn add_inserted<'r>(
     conn: &mut DbConnection,
     rows: &'r [NewUsageRecord<'r>],
-    inserted: impl Fn(&str) -> bool,
+    inserted: &[bool],
 ) -> Result<()> {
-    let mut counted: HashSet<&str> = HashSet::new();
     let mut sums: BTreeMap<Key<'r>, Totals> = BTreeMap::new();
-    for r in rows {
-        if !inserted(r.request_id) || !counted.insert(r.request_id) {
-            continue;
-        }
+    for (r, _) in rows.iter().zip(inserted).filter(|(_, &inserted)| inserted) {
         let key = (
             r.created_at.date(),
             r.user_id,
