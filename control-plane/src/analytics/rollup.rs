@@ -4,27 +4,22 @@
 //! a round's records, with the records it actually inserted: a repeated batch (or a
 //! request id seen twice) adds nothing, so the rollup stays equal to the aggregate of
 //! `usage_records`. The round is summed per (day, user, model, project, provider) in
-//! Rust first, then written as ONE multi-row upsert (PostgreSQL: one statement over
-//! `unnest`ed arrays; SQLite: multi-row `INSERT … ON CONFLICT DO UPDATE` in chunks),
-//! in key order so concurrent rounds take the rows' locks in the same order.
+//! Rust first, then written (PostgreSQL: one statement over `unnest`ed arrays;
+//! SQLite: one prepared single-row `INSERT … ON CONFLICT DO UPDATE` per row), in key
+//! order so concurrent rounds take the rows' locks in the same order.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Date, Text};
-use diesel::upsert::excluded;
 
 use super::Totals;
-use crate::db::schema::usage_daily;
+use crate::db::sqlite_statement::{Prepared, SqliteStatement, Values};
 use crate::db::DbConnection;
 use crate::error::Result;
 use crate::usage::NewUsageRecord;
-
-/// Rows per SQLite upsert statement: 18 bind parameters each stays far below SQLite's
-/// 32,766 parameter limit.
-const UPSERT_CHUNK_ROWS: usize = 500;
 
 /// A rollup row's key: (UTC day, user, model, project or "", provider).
 type Key<'a> = (NaiveDate, i64, &'a str, &'a str, &'a str);
@@ -54,33 +49,16 @@ impl Totals {
     }
 }
 
-/// Insert form of a `usage_daily` row (a delta, added to the stored row on conflict).
-#[derive(Debug, Insertable)]
-#[diesel(table_name = usage_daily, treat_none_as_default_value = false)]
-struct NewUsageDay<'a> {
-    day: NaiveDate,
-    user_id: i64,
-    model: &'a str,
-    project_id: &'a str,
-    provider: &'a str,
-    #[diesel(embed)]
-    totals: Totals,
-}
-
 /// Adds the round's inserted records to the rollup. `rows` are the round's rows in
-/// insert order; `inserted(request_id)` tells whether that id was inserted by this
-/// round, in which case its first row is the one stored.
+/// insert order and `inserted[i]` whether `rows[i]` was inserted by this round (only
+/// the first row of a request id can be).
 pub fn add_inserted<'r>(
     conn: &mut DbConnection,
     rows: &'r [NewUsageRecord<'r>],
-    inserted: impl Fn(&str) -> bool,
+    inserted: &[bool],
 ) -> Result<()> {
-    let mut counted: HashSet<&str> = HashSet::new();
     let mut sums: BTreeMap<Key<'r>, Totals> = BTreeMap::new();
-    for r in rows {
-        if !inserted(r.request_id) || !counted.insert(r.request_id) {
-            continue;
-        }
+    for (r, _) in rows.iter().zip(inserted).filter(|(_, &inserted)| inserted) {
         let key = (
             r.created_at.date(),
             r.user_id,
@@ -99,48 +77,86 @@ pub fn add_inserted<'r>(
     }
 }
 
+/// One upsert of fixed text per rollup row ([`SqliteStatement`]: prepared once per
+/// connection, then bound and stepped per row), where a multi-row upsert would be a
+/// new text, parsed and prepared anew, for every round's row count.
 fn upsert_sqlite(
     c: &mut diesel::sqlite::SqliteConnection,
     sums: &BTreeMap<Key<'_>, Totals>,
 ) -> Result<()> {
-    use usage_daily::dsl as d;
-    let rows: Vec<NewUsageDay<'_>> = sums
-        .iter()
-        .map(
-            |(&(day, user_id, model, project_id, provider), &totals)| NewUsageDay {
-                day,
-                user_id,
-                model,
-                project_id,
-                provider,
-                totals,
-            },
-        )
-        .collect();
-    for chunk in rows.chunks(UPSERT_CHUNK_ROWS) {
-        diesel::insert_into(usage_daily::table)
-            .values(chunk)
-            .on_conflict((d::day, d::user_id, d::model, d::project_id, d::provider))
-            .do_update()
-            .set((
-                d::requests.eq(d::requests + excluded(d::requests)),
-                d::successful_requests
-                    .eq(d::successful_requests + excluded(d::successful_requests)),
-                d::failed_requests.eq(d::failed_requests + excluded(d::failed_requests)),
-                d::estimated_requests.eq(d::estimated_requests + excluded(d::estimated_requests)),
-                d::input_tokens.eq(d::input_tokens + excluded(d::input_tokens)),
-                d::output_tokens.eq(d::output_tokens + excluded(d::output_tokens)),
-                d::total_tokens.eq(d::total_tokens + excluded(d::total_tokens)),
-                d::cached_tokens.eq(d::cached_tokens + excluded(d::cached_tokens)),
-                d::reasoning_tokens.eq(d::reasoning_tokens + excluded(d::reasoning_tokens)),
-                d::failed_tokens.eq(d::failed_tokens + excluded(d::failed_tokens)),
-                d::estimated_tokens.eq(d::estimated_tokens + excluded(d::estimated_tokens)),
-                d::cost_nano_usd.eq(d::cost_nano_usd + excluded(d::cost_nano_usd)),
-                d::unpriced_requests.eq(d::unpriced_requests + excluded(d::unpriced_requests)),
-            ))
-            .execute(c)?;
+    for (&(day, user_id, model, project_id, provider), &totals) in sums {
+        Prepared(&SqliteUsageDay {
+            day,
+            user_id,
+            model,
+            project_id,
+            provider,
+            totals,
+        })
+        .execute(c)?;
     }
     Ok(())
+}
+
+/// A `usage_daily` row's delta, added to the stored row on conflict.
+struct SqliteUsageDay<'a> {
+    day: NaiveDate,
+    user_id: i64,
+    model: &'a str,
+    project_id: &'a str,
+    provider: &'a str,
+    totals: Totals,
+}
+
+impl SqliteStatement for SqliteUsageDay<'_> {
+    type Id = SqliteUsageDay<'static>;
+    const HEAD: &'static str = "INSERT INTO usage_daily (day, user_id, model, project_id, \
+        provider, requests, successful_requests, failed_requests, estimated_requests, \
+        input_tokens, output_tokens, total_tokens, cached_tokens, reasoning_tokens, \
+        failed_tokens, estimated_tokens, cost_nano_usd, unpriced_requests) \
+        VALUES (";
+    const TAIL: &'static str =
+        ") ON CONFLICT (day, user_id, model, project_id, provider) DO UPDATE SET \
+        requests = usage_daily.requests + excluded.requests, \
+        successful_requests = usage_daily.successful_requests + excluded.successful_requests, \
+        failed_requests = usage_daily.failed_requests + excluded.failed_requests, \
+        estimated_requests = usage_daily.estimated_requests + excluded.estimated_requests, \
+        input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
+        output_tokens = usage_daily.output_tokens + excluded.output_tokens, \
+        total_tokens = usage_daily.total_tokens + excluded.total_tokens, \
+        cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens, \
+        reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens, \
+        failed_tokens = usage_daily.failed_tokens + excluded.failed_tokens, \
+        estimated_tokens = usage_daily.estimated_tokens + excluded.estimated_tokens, \
+        cost_nano_usd = usage_daily.cost_nano_usd + excluded.cost_nano_usd, \
+        unpriced_requests = usage_daily.unpriced_requests + excluded.unpriced_requests";
+
+    fn bind_values<'b>(&'b self, values: &mut Values<'_, '_, 'b>) -> QueryResult<()> {
+        let t = &self.totals;
+        values.bind::<Date, _>(&self.day)?;
+        values.bind::<BigInt, _>(&self.user_id)?;
+        values.bind::<Text, _>(&self.model)?;
+        values.bind::<Text, _>(&self.project_id)?;
+        values.bind::<Text, _>(&self.provider)?;
+        for value in [
+            &t.requests,
+            &t.successful_requests,
+            &t.failed_requests,
+            &t.estimated_requests,
+            &t.input_tokens,
+            &t.output_tokens,
+            &t.total_tokens,
+            &t.cached_tokens,
+            &t.reasoning_tokens,
+            &t.failed_tokens,
+            &t.estimated_tokens,
+            &t.cost_nano_usd,
+            &t.unpriced_requests,
+        ] {
+            values.bind::<BigInt, _>(value)?;
+        }
+        Ok(())
+    }
 }
 
 /// One statement whatever the round's size: a fixed text of 18 array parameters is

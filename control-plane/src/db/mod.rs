@@ -7,6 +7,7 @@
 
 pub mod group_commit;
 pub mod schema;
+pub mod sqlite_statement;
 pub mod sqlite_time;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -15,9 +15,10 @@ use std::fmt;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text, Timestamp};
-use diesel::upsert::excluded;
 
 use crate::db::schema::{ledger_balances, ledger_entries, ledger_movements};
+use crate::db::sqlite_statement::{Returning, SqliteStatement, Values};
+use crate::db::sqlite_time::{self, SqliteTimestamp};
 use crate::db::DbConnection;
 use crate::error::{Error, Result};
 
@@ -243,8 +244,7 @@ struct NewEntry {
     amount: i64,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = ledger_balances, treat_none_as_default_value = false)]
+/// What a movement adds to one cached balance.
 struct BalanceDelta {
     account: String,
     period_start: NaiveDateTime,
@@ -527,34 +527,35 @@ struct Written {
     balance: i64,
 }
 
-/// Rows per SQLite multi-row upsert: 3 bind parameters each stays far below SQLite's
-/// 32,766 parameter limit.
-const SQLITE_UPSERT_ROWS: usize = 1000;
-
 /// Adds the deltas (in key order) to the cached balances and refuses a spendable one
-/// that ends below zero. SQLite: multi-row upserts (diesel never caches an
-/// `ON CONFLICT DO UPDATE`, so one statement per row would be parsed once per row);
-/// PostgreSQL: one upsert over `unnest`ed arrays, whose rows are taken in array order.
+/// that ends below zero. SQLite: one upsert of fixed text per row
+/// ([`SqliteStatement`]: prepared once per connection, then bound and stepped — where
+/// a multi-row upsert is new text to parse for every row count); PostgreSQL: one
+/// upsert over `unnest`ed arrays, whose rows are taken in array order.
 fn apply_deltas(conn: &mut DbConnection, deltas: &[BalanceDelta]) -> Result<()> {
     if deltas.is_empty() {
         return Ok(());
     }
     let written: Vec<(String, i64)> = match conn {
         DbConnection::Sqlite(c) => {
-            let target = (ledger_balances::account, ledger_balances::period_start);
-            let add = ledger_balances::balance
-                .eq(ledger_balances::balance + excluded(ledger_balances::balance));
             let mut written = Vec::with_capacity(deltas.len());
-            for chunk in deltas.chunks(SQLITE_UPSERT_ROWS) {
-                written.extend(
-                    diesel::insert_into(ledger_balances::table)
-                        .values(chunk)
-                        .on_conflict(target)
-                        .do_update()
-                        .set(add)
-                        .returning((ledger_balances::account, ledger_balances::balance))
-                        .get_results::<(String, i64)>(c)?,
-                );
+            // Periods rendered once each (a usage round has one or two).
+            let mut rendered: Option<(NaiveDateTime, String)> = None;
+            for delta in deltas {
+                let period = match &rendered {
+                    Some((t, text)) if *t == delta.period_start => text,
+                    _ => {
+                        let text = sqlite_time::render(delta.period_start);
+                        &rendered.insert((delta.period_start, text)).1
+                    }
+                };
+                let balance: i64 = Returning::<_, BigInt>::new(&SqliteBalanceDelta {
+                    account: &delta.account,
+                    period_start: SqliteTimestamp(period),
+                    balance: delta.balance,
+                })
+                .get_result(c)?;
+                written.push((delta.account.clone(), balance));
             }
             written
         }
@@ -581,6 +582,28 @@ fn apply_deltas(conn: &mut DbConnection, deltas: &[BalanceDelta]) -> Result<()> 
         )));
     }
     Ok(())
+}
+
+/// A balance's delta, added to the cached balance (created at the delta).
+struct SqliteBalanceDelta<'a> {
+    account: &'a str,
+    period_start: SqliteTimestamp<'a>,
+    balance: i64,
+}
+
+impl SqliteStatement for SqliteBalanceDelta<'_> {
+    type Id = SqliteBalanceDelta<'static>;
+    const HEAD: &'static str = "INSERT INTO ledger_balances (account, period_start, balance) \
+        VALUES (";
+    const TAIL: &'static str = ") ON CONFLICT (account, period_start) \
+        DO UPDATE SET balance = ledger_balances.balance + excluded.balance \
+        RETURNING balance";
+
+    fn bind_values<'b>(&'b self, values: &mut Values<'_, '_, 'b>) -> QueryResult<()> {
+        values.bind::<Text, _>(&self.account)?;
+        values.bind::<Timestamp, _>(&self.period_start)?;
+        values.bind::<BigInt, _>(&self.balance)
+    }
 }
 
 /// The balance of one account in one period (0 when it never moved); uncached ones

@@ -14,7 +14,7 @@
 mod model;
 mod queue;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::pg::PgConnection;
@@ -25,6 +25,7 @@ pub use model::{NewUsageRecord, Privacy, UsageRecord};
 pub use queue::{IngestQueue, MAX_ROUND_RECORDS};
 
 use crate::db::schema::{usage_records, users};
+use crate::db::sqlite_statement::{Prepared, SqliteStatement, Values};
 use crate::db::sqlite_time::{self, SqliteTimestamp};
 use crate::db::{write_transaction, DbConnection};
 use crate::error::{Error, Result};
@@ -310,31 +311,33 @@ fn write_round(
         // The records first: concurrent transactions insert side by side. Then the
         // contended rows (running totals, then leases, each in key order so
         // transactions cannot deadlock), held only until the commit just after.
-        let mut inserted: HashMap<String, Inserted> = insert_new(conn, &rows)?
-            .into_iter()
-            .map(|row| (row.0.clone(), row))
-            .collect();
+        let inserted = insert_new(conn, &rows)?;
+        if inserted.len() != rows.len() {
+            return Err(Error::Invariant("an insert lost a row's outcome".into()));
+        }
         // The analytics rollup, from the records actually inserted (in key order).
-        crate::analytics::rollup::add_inserted(conn, &rows, |id| inserted.contains_key(id))?;
+        crate::analytics::rollup::add_inserted(conn, &rows, &inserted)?;
 
         // Usage per lease, and per (user, period) for records without a usable lease.
-        let mut per_lease: BTreeMap<String, i64> = BTreeMap::new();
-        let mut lease_fallback: HashMap<String, (i64, NaiveDateTime)> = HashMap::new();
+        let mut per_lease: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut lease_fallback: HashMap<&str, (i64, NaiveDateTime)> = HashMap::new();
         let mut unleased: BTreeMap<(i64, NaiveDateTime), i64> = BTreeMap::new();
         let mut accepted_outcomes = outcomes.iter_mut().filter(|o| o.is_ok());
+        // `rows` are the accepted batches' records in order, so `inserted` follows them.
+        let mut inserted = inserted.into_iter();
         for batch in &accepted {
             let mut applied = 0;
             for record in &batch.batch.records {
-                // The first occurrence of a request id is the one that was inserted.
-                let Some((_, user_id, lease_id, total)) = inserted.remove(&record.request_id)
-                else {
+                // Only the first occurrence of a request id can have been inserted.
+                if !inserted.next().unwrap_or(false) {
                     continue;
-                };
+                }
                 applied += 1;
-                match lease_id {
+                let (user_id, total) = (record.user_id, record.total_tokens);
+                match record.lease_id.as_deref() {
                     Some(lease_id) => {
                         lease_fallback
-                            .entry(lease_id.clone())
+                            .entry(lease_id)
                             .or_insert((user_id, batch.period_start));
                         let sum = per_lease.entry(lease_id).or_default();
                         *sum = sum.saturating_add(total);
@@ -357,7 +360,7 @@ fn write_round(
         let mut usage = Movement::new(Kind::Usage);
         let mut overrun = Movement::new(Kind::Overrun);
         for lease in &settled {
-            lease_fallback.remove(&lease.id);
+            lease_fallback.remove(lease.id.as_str());
             let prior = lease.used_tokens - lease.tokens;
             let covered = if lease.released {
                 0
@@ -375,7 +378,7 @@ fn write_round(
         }
         // Unknown leases: charged like usage without a lease.
         for (lease_id, (user_id, p)) in lease_fallback {
-            let tokens = per_lease.get(&lease_id).copied().unwrap_or(0);
+            let tokens = per_lease.get(lease_id).copied().unwrap_or(0);
             let sum = unleased.entry((user_id, p)).or_default();
             *sum = sum.saturating_add(tokens);
         }
@@ -452,22 +455,14 @@ fn existing_users(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<i64>> {
     })
 }
 
-/// `(request_id, user_id, lease_id, total_tokens)` of a row actually inserted.
-type Inserted = (String, i64, Option<String>, i64);
-
-/// Inserts the records, skipping known request ids; returns the rows actually
-/// inserted. SQLite: one cached single-row statement per record (in-process; a
-/// multi-row `VALUES` list would be SQL text to parse anew on every batch). PostgreSQL: one
+/// Inserts the records, skipping known request ids; returns, for each row, whether
+/// it was inserted (of two rows with one request id, only the first can be). SQLite: one statement of fixed text per record, prepared once per
+/// connection (in-process; a multi-row `VALUES` list would be SQL text to parse anew
+/// on every batch), a row counted as inserted when it changed one. PostgreSQL: one
 /// `INSERT … SELECT FROM unnest(<one array per column>)` for the whole batch — a fixed
 /// statement of 21 array parameters is parsed and planned in microseconds, where a
 /// 500-row `VALUES` list has 11,500 parameters to parse and plan on every batch.
-fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Vec<Inserted>> {
-    let returning = (
-        usage_records::request_id,
-        usage_records::user_id,
-        usage_records::lease_id,
-        usage_records::total_tokens,
-    );
+fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Vec<bool>> {
     match conn {
         DbConnection::Sqlite(c) => {
             // Each distinct time rendered once (a round has one `created_at` and one
@@ -509,14 +504,8 @@ fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Ve
                     cost_nano_usd: r.cost_nano_usd,
                     unpriced: r.unpriced,
                 };
-                let row: Option<Inserted> = diesel::insert_into(usage_records::table)
-                    .values(&row)
-                    .on_conflict(usage_records::request_id)
-                    .do_nothing()
-                    .returning(returning)
-                    .get_result(c)
-                    .optional()?;
-                inserted.extend(row);
+                // One row changed: inserted; none: the request id was already known.
+                inserted.push(Prepared(&row).execute(c)? == 1);
             }
             Ok(inserted)
         }
@@ -525,9 +514,9 @@ fn insert_new(conn: &mut DbConnection, rows: &[NewUsageRecord<'_>]) -> Result<Ve
 }
 
 /// [`NewUsageRecord`] with its times rendered for SQLite
-/// ([`crate::db::sqlite_time`]).
-#[derive(Insertable)]
-#[diesel(table_name = usage_records, treat_none_as_default_value = false)]
+/// ([`crate::db::sqlite_time`]), inserted by one statement of fixed text
+/// ([`SqliteStatement`]): prepared once per connection, then bound and stepped per
+/// row.
 struct SqliteRecord<'a> {
     request_id: &'a str,
     user_id: i64,
@@ -552,23 +541,48 @@ struct SqliteRecord<'a> {
     unpriced: bool,
 }
 
+impl SqliteStatement for SqliteRecord<'_> {
+    type Id = SqliteRecord<'static>;
+    const HEAD: &'static str = "INSERT INTO usage_records (request_id, user_id, lease_id, \
+        proxy_id, provider, model, input_tokens, output_tokens, total_tokens, cached_tokens, \
+        reasoning_tokens, status, estimated, priority, project_id, privacy, occurred_at, \
+        created_at, period_start, cost_nano_usd, unpriced) \
+        VALUES (";
+    const TAIL: &'static str = ") ON CONFLICT (request_id) DO NOTHING";
+
+    fn bind_values<'b>(&'b self, values: &mut Values<'_, '_, 'b>) -> QueryResult<()> {
+        values.bind::<Text, _>(&self.request_id)?;
+        values.bind::<BigInt, _>(&self.user_id)?;
+        values.bind::<Nullable<Text>, _>(&self.lease_id)?;
+        values.bind::<Text, _>(&self.proxy_id)?;
+        values.bind::<Text, _>(&self.provider)?;
+        values.bind::<Text, _>(&self.model)?;
+        values.bind::<BigInt, _>(&self.input_tokens)?;
+        values.bind::<BigInt, _>(&self.output_tokens)?;
+        values.bind::<BigInt, _>(&self.total_tokens)?;
+        values.bind::<BigInt, _>(&self.cached_tokens)?;
+        values.bind::<BigInt, _>(&self.reasoning_tokens)?;
+        values.bind::<Integer, _>(&self.status)?;
+        values.bind::<Bool, _>(&self.estimated)?;
+        values.bind::<Text, _>(&self.priority)?;
+        values.bind::<Nullable<Text>, _>(&self.project_id)?;
+        values.bind::<Text, _>(&self.privacy)?;
+        values.bind::<Timestamp, _>(&self.occurred_at)?;
+        values.bind::<Timestamp, _>(&self.created_at)?;
+        values.bind::<Timestamp, _>(&self.period_start)?;
+        values.bind::<BigInt, _>(&self.cost_nano_usd)?;
+        values.bind::<Bool, _>(&self.unpriced)
+    }
+}
+
 /// A row returned by the PostgreSQL bulk insert.
 #[derive(QueryableByName)]
 struct InsertedRow {
     #[diesel(sql_type = Text)]
     request_id: String,
-    #[diesel(sql_type = BigInt)]
-    user_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    lease_id: Option<String>,
-    #[diesel(sql_type = BigInt)]
-    total_tokens: i64,
 }
 
-fn insert_new_postgres(
-    pg: &mut PgConnection,
-    rows: &[NewUsageRecord<'_>],
-) -> Result<Vec<Inserted>> {
+fn insert_new_postgres(pg: &mut PgConnection, rows: &[NewUsageRecord<'_>]) -> Result<Vec<bool>> {
     fn column<'r, T>(
         rows: &'r [NewUsageRecord<'r>],
         f: impl Fn(&'r NewUsageRecord<'r>) -> T,
@@ -582,7 +596,7 @@ fn insert_new_postgres(
          cost_nano_usd, unpriced) \
          SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
          $15, $16, $17, $18, $19, $20, $21) \
-         ON CONFLICT (request_id) DO NOTHING RETURNING request_id, user_id, lease_id, total_tokens",
+         ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
     )
     .bind::<Array<Text>, _>(column(rows, |r| r.request_id))
     .bind::<Array<BigInt>, _>(column(rows, |r| r.user_id))
@@ -606,10 +620,9 @@ fn insert_new_postgres(
     .bind::<Array<BigInt>, _>(column(rows, |r| r.cost_nano_usd))
     .bind::<Array<Bool>, _>(column(rows, |r| r.unpriced))
     .load(pg)?;
-    Ok(inserted
-        .into_iter()
-        .map(|r| (r.request_id, r.user_id, r.lease_id, r.total_tokens))
-        .collect())
+    // Of two rows with one request id, the first is the one inserted.
+    let mut inserted: HashSet<String> = inserted.into_iter().map(|r| r.request_id).collect();
+    Ok(rows.iter().map(|r| inserted.remove(r.request_id)).collect())
 }
 
 /// A lease after usage was added to it.
@@ -638,16 +651,13 @@ struct Settled {
 /// row (the grant's lock order). One statement whatever the count: PostgreSQL over
 /// `unnest`ed arrays (a round trip per lease would dominate a batch), SQLite over
 /// `json_each`.
-fn add_to_leases(
-    conn: &mut DbConnection,
-    per_lease: &BTreeMap<String, i64>,
-) -> Result<Vec<Settled>> {
+fn add_to_leases(conn: &mut DbConnection, per_lease: &BTreeMap<&str, i64>) -> Result<Vec<Settled>> {
     if per_lease.is_empty() {
         return Ok(Vec::new());
     }
     match conn {
         DbConnection::Postgres(pg) => {
-            let ids: Vec<&str> = per_lease.keys().map(String::as_str).collect();
+            let ids: Vec<&str> = per_lease.keys().copied().collect();
             let tokens: Vec<i64> = per_lease.values().copied().collect();
             Ok(diesel::sql_query(
                 "UPDATE leases SET used_tokens = leases.used_tokens + v.tokens \
@@ -678,7 +688,7 @@ fn add_to_leases(
             let mut settled: Vec<Settled> = rows
                 .into_iter()
                 .filter_map(|r| {
-                    per_lease.get(&r.id).map(|&tokens| Settled {
+                    per_lease.get(r.id.as_str()).map(|&tokens| Settled {
                         tokens,
                         id: r.id,
                         user_id: r.user_id,

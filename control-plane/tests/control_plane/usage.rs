@@ -477,3 +477,116 @@ db_test!(
         }
     }
 );
+
+db_test!(every_column_is_stored_exactly_as_reported, |db| {
+    // A round's rows are bound in bulk (PostgreSQL: one array per column): text that
+    // needs escaping, non-ASCII, NULLs, extreme counts and sub-second times must come
+    // back unchanged, and an unknown lease is charged like no lease.
+    let user = create_user(&db, "rows@example.com", 10_000_000_000, false);
+    let now = start_time() + chrono::Duration::microseconds(123_457);
+    let occurred = chrono::DateTime::from_timestamp_millis(1_764_466_000_123)
+        .unwrap()
+        .naive_utc();
+    let odd = usage::UsageReport {
+        request_id: "req-\"quoted\"\\back\nslash\u{1}-é🦀".into(),
+        lease_id: Some("no-such-lease-ü".into()),
+        user_id: user.user.id,
+        provider: "anthropic".into(),
+        model: "claude-3-5-sonnet@20240620".into(),
+        input_tokens: 1_000_000,
+        output_tokens: 7,
+        total_tokens: 1_000_007,
+        cached_tokens: 999_999,
+        reasoning_tokens: 3,
+        status: 503,
+        estimated: true,
+        priority: Priority::Critical,
+        project_id: Some("proj \"x\" \t ✓".into()),
+        privacy: usage::Privacy::Strict,
+        occurred_at: Some(occurred),
+    };
+    let plain = crate::leases::report("req-plain", user.user.id, None, 10);
+    let outcome = usage::ingest(
+        &mut db.conn(),
+        now,
+        QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
+        batch(vec![odd.clone(), plain.clone()]),
+    )
+    .unwrap();
+    assert_eq!(
+        outcome,
+        IngestOutcome {
+            applied: 2,
+            duplicates: 0
+        }
+    );
+    let mut stored = usage::records_for_user(&mut db.conn(), user.user.id).unwrap();
+    stored.reverse();
+    assert_eq!(stored.len(), 2);
+    let period_start = QuotaPeriod::Monthly.bounds(now).start;
+    let cost = |r: &usage::UsageReport| {
+        PriceCatalog::cost_at(
+            PriceCatalog::builtin().price(&r.model),
+            alfred_control_plane::pricing::TokenCounts {
+                input: r.input_tokens,
+                output: r.output_tokens,
+                cached: r.cached_tokens,
+            },
+        )
+    };
+    for (s, r) in stored.iter().zip([&odd, &plain]) {
+        assert_eq!(s.request_id, r.request_id);
+        assert_eq!(s.user_id, r.user_id);
+        assert_eq!(s.lease_id, r.lease_id);
+        assert_eq!(s.proxy_id, "envoy-a");
+        assert_eq!(s.provider, r.provider);
+        assert_eq!(s.model, r.model);
+        assert_eq!(
+            (
+                s.input_tokens,
+                s.output_tokens,
+                s.total_tokens,
+                s.cached_tokens,
+                s.reasoning_tokens
+            ),
+            (
+                r.input_tokens,
+                r.output_tokens,
+                r.total_tokens,
+                r.cached_tokens,
+                r.reasoning_tokens
+            )
+        );
+        assert_eq!(s.status, r.status);
+        assert_eq!(s.estimated, r.estimated);
+        assert_eq!(s.priority, r.priority.as_str());
+        assert_eq!(s.project_id, r.project_id);
+        assert_eq!(s.privacy, r.privacy.as_str());
+        assert_eq!(s.occurred_at, r.occurred_at.unwrap_or(now));
+        assert_eq!(s.created_at, now);
+        assert_eq!(s.period_start, period_start);
+        let c = cost(r);
+        assert_eq!((s.cost_nano_usd, s.unpriced), (c.nano_usd, c.unpriced));
+    }
+    assert!(stored[0].cost_nano_usd > 0);
+    // Charged in full (an unknown lease is charged like no lease).
+    assert_total_matches_records(&db, user.user.id);
+    // The same batch again: nothing new, the odd request id is recognised.
+    let again = usage::ingest(
+        &mut db.conn(),
+        now,
+        QuotaPeriod::Monthly,
+        &PriceCatalog::builtin(),
+        batch(vec![odd, plain]),
+    )
+    .unwrap();
+    assert_eq!(
+        again,
+        IngestOutcome {
+            applied: 0,
+            duplicates: 2
+        }
+    );
+    assert_total_matches_records(&db, user.user.id);
+});
