@@ -206,6 +206,9 @@ async fn serve(config: Config) -> Result<(), CliError> {
         "price catalog loaded"
     );
     let pool = migrated_pool(&config)?;
+    if let crate::config::DatabaseUrl::SqliteFile(path) = &config.database_url {
+        db::spawn_sqlite_checkpointer(path)?;
+    }
     let mut state = AppState::new(pool, Arc::new(SystemClock), &config, filter_token);
     state.prices = Arc::new(prices);
     let bind = config.bind;

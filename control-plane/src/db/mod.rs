@@ -51,6 +51,9 @@ pub enum DbSetupError {
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The SQLite WAL checkpointer could not start.
+    #[error("cannot start the SQLite WAL checkpointer: {0}")]
+    Checkpointer(String),
 }
 
 /// How long a SQLite writer waits for the write lock before giving up.
@@ -141,19 +144,53 @@ fn open_sqlite(path: &str) -> Result<DbConnection, r2d2::Error> {
     // sibling connection instead of failing. WAL lets readers run beside the single
     // writer; foreign keys are off by default in SQLite. A 32 MiB page cache and
     // memory-mapped reads keep the hot pages (users, leases, totals, indexes) out of
-    // read(2) calls. The WAL is checkpointed at 10,000 pages (~40 MiB) instead of
-    // 1,000: the checkpoint (page copies and an fsync) runs in the committing writer,
-    // which every other writer waits for, and the hot pages (leases, balances, the
-    // rollup) are rewritten by nearly every transaction, so a longer WAL copies each
-    // of them once per checkpoint instead of ten times.
+    // read(2) calls. A writer checkpoints the WAL itself only past
+    // SQLITE_AUTOCHECKPOINT_PAGES: a checkpoint (page copies and an fsync) run by the
+    // committing writer stalls every other writer, so a served database is
+    // checkpointed beside them by `spawn_sqlite_checkpointer`, and this is the backstop
+    // that bounds the WAL when nothing else does (a command-line run, a stalled
+    // checkpointer).
     conn.batch_execute(&format!(
         "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
          PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
          PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456; \
-         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 10000;"
+         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES}; \
+         PRAGMA journal_size_limit = {SQLITE_WAL_SIZE_LIMIT};"
     ))
     .map_err(|e| r2d2::Error::ConnectionError(ConnectionError::BadConnection(e.to_string())))?;
     Ok(DbConnection::Sqlite(conn))
+}
+
+/// WAL pages (4 KiB) past which a committing writer checkpoints by itself.
+const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 20_000;
+/// The WAL file is truncated back to this size (bytes) when it starts over, so a burst
+/// does not leave a large file behind.
+const SQLITE_WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+/// How often the background checkpointer copies the WAL into the database.
+const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Checkpoints the WAL of the SQLite database at `path` every
+/// [`SQLITE_CHECKPOINT_EVERY`], on a thread and connection of its own.
+///
+/// A `PASSIVE` checkpoint copies committed pages into the database without taking the
+/// write lock, so writers go on meanwhile and the copying and its fsync run on another
+/// core instead of inside a writer's commit; once everything is copied, the next writer
+/// starts the WAL over from its beginning. The thread lives as long as the process.
+pub fn spawn_sqlite_checkpointer(path: &str) -> Result<(), DbSetupError> {
+    let mut conn =
+        SqliteConnection::establish(path).map_err(|e| DbSetupError::Checkpointer(e.to_string()))?;
+    conn.batch_execute(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"))
+        .map_err(|e| DbSetupError::Checkpointer(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || loop {
+            std::thread::sleep(SQLITE_CHECKPOINT_EVERY);
+            if let Err(error) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);") {
+                tracing::warn!(%error, "WAL checkpoint failed; the writers' own checkpoint bounds the WAL meanwhile");
+            }
+        })
+        .map_err(|e| DbSetupError::Checkpointer(e.to_string()))?;
+    Ok(())
 }
 
 /// Builds the pool. An in-memory SQLite database lives in one connection, so its pool
@@ -358,4 +395,49 @@ pub fn retry_on_conflict<T>(
 /// Whether the database answers (`/readyz`).
 pub fn ping(conn: &mut DbConnection) -> bool {
     conn.batch_execute("SELECT 1").is_ok()
+}
+
+#[cfg(test)]
+mod checkpointer_tests {
+    use super::*;
+
+    fn file_len(path: &std::path::Path) -> u64 {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    #[test]
+    fn the_checkpointer_copies_committed_pages_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("alfred.db");
+        let path = db.to_str().unwrap().to_string();
+        let pool = connect(&DatabaseUrl::SqliteFile(path.clone())).unwrap();
+        let mut conn = pool.get().unwrap();
+        conn.batch_execute(
+            "CREATE TABLE filler (id INTEGER PRIMARY KEY, text TEXT NOT NULL);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+             INSERT INTO filler (text) SELECT printf('%0200d', i) FROM n;",
+        )
+        .unwrap();
+        // Far below the writers' own checkpoint threshold: the pages are in the WAL only.
+        let before = file_len(&db);
+        std::thread::sleep(SQLITE_CHECKPOINT_EVERY * 2);
+        assert_eq!(file_len(&db), before, "nothing else checkpoints");
+
+        spawn_sqlite_checkpointer(&path).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while file_len(&db) <= before && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            file_len(&db) > before + 500_000,
+            "the database file holds the rows: {} -> {}",
+            before,
+            file_len(&db)
+        );
+        let count: i64 =
+            diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT COUNT(*) FROM filler")
+                .get_result(&mut conn)
+                .unwrap();
+        assert_eq!(count, 5000);
+    }
 }
