@@ -426,8 +426,12 @@ test("the dashboard end to end", async (t) => {
     await filters.locator('select[name="status"]').selectOption("completed");
     await page.getByTestId("apply-filters").click();
     await history.locator(`[data-testid="history-row-${pending.id}"]`).waitFor({ state: "detached", timeout: TIMEOUT });
-    const shown = await history.locator("tbody tr").allTextContents();
-    assert.equal(shown.length, 1);
+    // The table is re-rendered once the filtered page arrives: wait for it, not for the
+    // moment the old rows are gone.
+    const { rows: shown } = await waitFor("the filtered history", async () => {
+      const rows = await history.locator("tbody tr").allTextContents();
+      return { done: rows.length === 1, rows };
+    });
     assert.ok(shown[0].includes("700") && shown[0].includes("Deadline support"), shown[0]);
     await shot(page, "16-transfer-history-filtered");
 
@@ -502,12 +506,17 @@ test("the dashboard end to end", async (t) => {
     await userPage.getByTestId("bell-count").filter({ hasText: String(unread.length) }).waitFor({ timeout: TIMEOUT });
     await userPage.getByTestId("bell").click();
     const list = userPage.getByTestId("notification-list");
-    await list.locator("li.unread").first().waitFor({ timeout: TIMEOUT });
-    assert.equal(await list.locator("li.unread").count(), unread.length);
+    await waitFor("every unread notification listed", async () => {
+      const count = await list.locator("li.unread").count();
+      return { done: count === unread.length, count, expected: unread.length };
+    });
     await shot(userPage, "20-notifications");
     await userPage.getByTestId("mark-all-read").click();
     await userPage.getByTestId("bell-count").waitFor({ state: "detached", timeout: TIMEOUT });
-    assert.equal(await list.locator("li.unread").count(), 0);
+    await waitFor("the list shown as read", async () => {
+      const count = await list.locator("li.unread").count();
+      return { done: count === 0, count };
+    });
     assert.equal((await call("GET", "/v1/users/me/notifications?unread=true", erin.key)).body.length, 0);
   });
 
