@@ -546,10 +546,13 @@ impl HttpContext for Request {
         // One host call for all headers (each single-header call crosses the VM boundary),
         // read in place: only values that are not UTF-8 are copied.
         let buffer = HostBuffer::request_headers();
-        let all = buffer
-            .as_ref()
-            .and_then(|b| header_map::parse(b.bytes()))
-            .unwrap_or_default();
+        let Some(all) = buffer.as_ref().and_then(|b| header_map::parse(b.bytes())) else {
+            // Not the client's fault: answering "invalid key" would mislead.
+            error!("alfred: the host's request header map could not be read");
+            let reply = Refusal::GovernanceUnavailable.reply("unreadable-headers", Family::OpenAi);
+            self.respond(&reply);
+            return Action::Pause;
+        };
         let text = |name: &str| -> Option<Cow<'_, str>> {
             all.iter()
                 .find(|(n, _)| *n == name.as_bytes())
