@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Alfred filter benchmark: Envoy without a filter, with a do-nothing wasm filter, with a
 wasm filter that makes only the host calls Alfred makes (the floor of any filter doing
-Alfred's job on this runtime), and with Alfred (warm leases), side by side against the
+Alfred's job on this runtime; once through the SDK and once through the bare ABI with
+only the callbacks it needs exported), and with Alfred (warm leases), side by side against the
 same fast fixed-response upstream.
 
 Measures serial latency (p50/p99, one connection), saturated throughput (requests/s),
@@ -35,6 +36,7 @@ ALFRED = os.path.join(ROOT, "target", "release", "alfred")
 ALFRED_WASM = os.environ.get("ALFRED_WASM") or os.path.join(ROOT, "target", "wasm32-wasip1", "release", "alfred_filter.wasm")
 NOOP_WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "alfred_bench_noop_filter.wasm")
 HOST_CALLS_WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "alfred_bench_host_calls_filter.wasm")
+RAW_FLOOR_WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "alfred_bench_raw_floor_filter.wasm")
 RENDER = os.path.join(ROOT, "envoy", "render.py")
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -273,7 +275,8 @@ def main() -> None:
 
         # All three front proxies run side by side for the whole measurement, and the
         # rounds interleave them, so drift of the shared machine hits every mode alike.
-        modes = [("envoy", None), ("noop-wasm", NOOP_WASM), ("host-calls-wasm", HOST_CALLS_WASM), ("alfred", ALFRED_WASM)]
+        modes = [("envoy", None), ("noop-wasm", NOOP_WASM), ("host-calls-wasm", HOST_CALLS_WASM),
+                 ("raw-floor-wasm", RAW_FLOOR_WASM), ("alfred", ALFRED_WASM)]
         fronts: dict[str, tuple[int, int, subprocess.Popen]] = {}
         for base_id, (mode, wasm) in enumerate(modes, start=50):
             port, admin_port = free_port(), free_port()
@@ -356,7 +359,8 @@ def main() -> None:
     finally:
         procs.stop_all()
 
-    base, noop, floor, alfred = (results["modes"][m] for m in ("envoy", "noop-wasm", "host-calls-wasm", "alfred"))
+    base, noop, floor, raw, alfred = (results["modes"][m] for m in
+                                      ("envoy", "noop-wasm", "host-calls-wasm", "raw-floor-wasm", "alfred"))
     summary = {
         "added_p50_us": alfred["serial"]["p50_us"] - base["serial"]["p50_us"],
         "added_p99_us": alfred["serial"]["p99_us"] - base["serial"]["p99_us"],
@@ -370,6 +374,10 @@ def main() -> None:
         "host_calls_added_p50_us": floor["serial"]["p50_us"] - base["serial"]["p50_us"],
         "host_calls_throughput_vs_noop": floor["saturated"]["rps"] / noop["saturated"]["rps"],
         "host_calls_front_envoy_cpu_added_us": floor["saturated"]["cpu_us_per_request"]["front envoy"]
+        - noop["saturated"]["cpu_us_per_request"]["front envoy"],
+        "raw_floor_added_p50_us": raw["serial"]["p50_us"] - base["serial"]["p50_us"],
+        "raw_floor_throughput_vs_noop": raw["saturated"]["rps"] / noop["saturated"]["rps"],
+        "raw_floor_front_envoy_cpu_added_us": raw["saturated"]["cpu_us_per_request"]["front envoy"]
         - noop["saturated"]["cpu_us_per_request"]["front envoy"],
     }
     results["summary"] = summary
@@ -401,13 +409,17 @@ def main() -> None:
         f"| wasm memory per worker, {MEMORY_KEYS} keys | {summary['vm_memory_mib_10k_keys']:.1f} MiB | ≤ 16 MiB |",
         "",
         "The host-calls filter makes only the host calls Alfred makes on a warm request, with no logic: "
-        "the floor of any Proxy-Wasm filter doing Alfred's job on this runtime.",
+        "the floor of any Proxy-Wasm filter doing Alfred's job on this runtime. The raw floor makes the same "
+        "calls through the bare ABI, without the SDK and exporting only the callbacks it needs.",
         "",
-        "| floor (host calls only) | measured |",
-        "| --- | ---: |",
-        f"| added p50 over bare Envoy | {summary['host_calls_added_p50_us']:.0f} µs |",
-        f"| throughput vs do-nothing wasm | {summary['host_calls_throughput_vs_noop'] * 100:.1f} % |",
-        f"| front Envoy CPU per request over do-nothing wasm | {summary['host_calls_front_envoy_cpu_added_us']:.0f} µs |",
+        "| floor (host calls only) | SDK | bare ABI |",
+        "| --- | ---: | ---: |",
+        f"| added p50 over bare Envoy | {summary['host_calls_added_p50_us']:.0f} µs "
+        f"| {summary['raw_floor_added_p50_us']:.0f} µs |",
+        f"| throughput vs do-nothing wasm | {summary['host_calls_throughput_vs_noop'] * 100:.1f} % "
+        f"| {summary['raw_floor_throughput_vs_noop'] * 100:.1f} % |",
+        f"| front Envoy CPU per request over do-nothing wasm | {summary['host_calls_front_envoy_cpu_added_us']:.0f} µs "
+        f"| {summary['raw_floor_front_envoy_cpu_added_us']:.0f} µs |",
     ]
     table = "\n".join(lines)
     print(table)
