@@ -396,8 +396,8 @@ pub struct Gateway {
     /// Requests of this VM waiting for a record's lease, by record id.
     waiters: HashMap<String, Vec<u32>>,
     fetches: HashMap<String, LocalFetch>,
-    /// Records this VM served, with when it last did: what it re-checks and sweeps.
-    active: HashMap<String, u64>,
+    /// Records this VM served: what it re-checks and sweeps.
+    active: HashMap<String, Activity>,
     /// This VM's slice of each record's lease, by record id.
     slices: HashMap<String, Slice>,
     /// Client key → its hash, for the keys in use: SHA-256 in wasm costs more than the
@@ -408,6 +408,17 @@ pub struct Gateway {
     reporter: Reporter,
     ids: IdGen,
     pub stats: Stats,
+}
+
+/// What a VM knows of a record it served.
+#[derive(Debug, Clone, Copy)]
+struct Activity {
+    /// When this VM last served it.
+    seen_ms: u64,
+    /// When its key is next due for a re-check, as far as this VM knows (from the
+    /// record's `checked_at_ms`, which only moves forward): the sync does not read the
+    /// record before. Without it every sync read and rewrote every active record.
+    check_due_ms: u64,
 }
 
 enum Decision {
@@ -538,9 +549,13 @@ impl Gateway {
             && (api.format.has_include_usage()
                 || (privacy == "strict" && api.format == Format::OpenAiResponses));
         match self.active.get_mut(&*record) {
-            Some(seen) => *seen = now_ms,
+            Some(activity) => activity.seen_ms = now_ms,
             None => {
-                self.active.insert(record.to_string(), now_ms);
+                let activity = Activity {
+                    seen_ms: now_ms,
+                    check_due_ms: 0,
+                };
+                self.active.insert(record.to_string(), activity);
             }
         }
         let mut state = RequestState {
@@ -1336,21 +1351,21 @@ impl Gateway {
             .cloned()
             .collect();
         for key_hash in stalled {
-            let claimed = lease_store::update(store, &key_hash, self.vm, now_ms, |rec| {
+            let claimed = lease_store::update_if(store, &key_hash, self.vm, now_ms, |rec| {
                 let has_room = rec.lease.as_ref().is_some_and(|l| l.room(now_ms) > 0);
                 if has_room
                     || rec.live_refusal(now_ms).is_some()
                     || rec.fetch_active(now_ms)
                     || rec.others_hold_slices(self.vm, now_ms)
                 {
-                    return false;
+                    return None;
                 }
                 rec.fetch_owner = self.vm;
                 rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
-                true
+                Some(())
             });
             match claimed {
-                Ok(true) => {
+                Ok(Some(())) => {
                     self.fetches.insert(
                         key_hash,
                         LocalFetch {
@@ -1359,7 +1374,7 @@ impl Gateway {
                         },
                     );
                 }
-                Ok(false) => work
+                Ok(None) => work
                     .waiters
                     .extend(self.resolve_waiters(&key_hash, now_ms, store, false, false)),
                 Err(_) => self.stats.cas_failures += 1,
@@ -1398,30 +1413,42 @@ impl Gateway {
     /// Keys due for a re-check, claimed in their records so one VM checks each.
     fn sync_body(&mut self, now_ms: u64, store: &dyn SharedStore) -> Option<Vec<u8>> {
         self.last_sync_ms = now_ms;
-        let due_in = |rec: &Record| {
-            let holds = rec.lease.as_ref().is_some_and(|l| now_ms < l.expires_at_ms);
-            holds && now_ms.saturating_sub(rec.checked_at_ms) >= RECHECK_AFTER_MS
-        };
+        let vm = self.vm;
         let mut due: Vec<String> = Vec::new();
-        for (record, _) in self
+        for (record, activity) in self
             .active
-            .iter()
-            .filter(|(_, seen)| now_ms.saturating_sub(**seen) < IDLE_MS)
+            .iter_mut()
+            .filter(|(_, a)| now_ms.saturating_sub(a.seen_ms) < IDLE_MS && now_ms >= a.check_due_ms)
         {
             if due.len() >= MAX_SYNC_KEYS {
                 break;
             }
-            let claimed = lease_store::update(store, record, self.vm, now_ms, |rec| {
-                if due_in(rec) {
-                    rec.checked_at_ms = now_ms;
-                    true
-                } else {
-                    false
+            // Without a live lease there is nothing to re-check: look again next sync.
+            let mut next_due = now_ms + SYNC_EVERY_MS;
+            let claimed = lease_store::update_if(store, record, vm, now_ms, |rec| {
+                if rec.lease.as_ref().is_none_or(|l| now_ms >= l.expires_at_ms) {
+                    next_due = now_ms + SYNC_EVERY_MS;
+                    return None;
                 }
+                let due_at = rec.checked_at_ms.saturating_add(RECHECK_AFTER_MS);
+                if now_ms < due_at {
+                    next_due = due_at; // another VM checked it, or a grant confirmed it
+                    return None;
+                }
+                rec.checked_at_ms = now_ms;
+                next_due = now_ms + RECHECK_AFTER_MS;
+                Some(())
             });
-            let key_hash = lease_store::key_hash_of(record);
-            if claimed == Ok(true) && !due.iter().any(|h| h == key_hash) {
-                due.push(key_hash.to_string());
+            match claimed {
+                Ok(claimed) => {
+                    activity.check_due_ms = next_due;
+                    let key_hash = lease_store::key_hash_of(record);
+                    if claimed.is_some() && !due.iter().any(|h| h == key_hash) {
+                        due.push(key_hash.to_string());
+                    }
+                }
+                // Contended: tried again next sync.
+                Err(_) => self.stats.cas_failures += 1,
             }
         }
         if due.is_empty() {
@@ -1516,8 +1543,8 @@ impl Gateway {
         let idle: Vec<String> = self
             .active
             .iter()
-            .filter(|(k, seen)| {
-                now_ms.saturating_sub(**seen) >= IDLE_MS
+            .filter(|(k, activity)| {
+                now_ms.saturating_sub(activity.seen_ms) >= IDLE_MS
                     && !self.waiters.contains_key(*k)
                     // A slice goes once settled (the tick settles lapsed slices).
                     && !self.slices.get(*k).is_some_and(Slice::unsettled)

@@ -141,17 +141,36 @@ pub fn update<R>(
     now_ms: u64,
     mut f: impl FnMut(&mut Record) -> R,
 ) -> Result<R, CasMismatch> {
+    update_if(store, key_hash, vm, now_ms, |record| Some(f(record)))?.ok_or(CasMismatch)
+}
+
+/// [`update`] for a change that may not be needed: when `f` returns `None` the record is
+/// left as it was — not written, and not created when missing — and so is the answer.
+/// Each write is a host call and a copy of the record, so reads that find nothing to do
+/// stay reads.
+pub fn update_if<R>(
+    store: &dyn SharedStore,
+    key_hash: &str,
+    vm: u64,
+    now_ms: u64,
+    mut f: impl FnMut(&mut Record) -> Option<R>,
+) -> Result<Option<R>, CasMismatch> {
     let key = record_key(key_hash);
     for _ in 0..CAS_RETRIES {
         match store.get(&key) {
             Some((bytes, cas)) => {
                 let mut record = Record::decode(&bytes).unwrap_or_default();
-                let out = f(&mut record);
+                let Some(out) = f(&mut record) else {
+                    return Ok(None);
+                };
                 if store.set(&key, &record.encode(), Some(cas)).is_ok() {
-                    return Ok(out);
+                    return Ok(Some(out));
                 }
             }
             None => {
+                if f(&mut Record::default()).is_none() {
+                    return Ok(None);
+                }
                 create(store, &key, &Record::default(), vm, now_ms)?;
             }
         }
@@ -442,10 +461,15 @@ pub mod fake {
         pub fail_next_sets: Cell<usize>,
         pub notified: RefCell<Vec<(u64, String)>>,
         pub sets: Cell<usize>,
+        /// Reads of records (keys other than the creation lock), each a host call.
+        pub record_gets: Cell<usize>,
     }
 
     impl SharedStore for FakeStore {
         fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+            if key != LOCK_KEY {
+                self.record_gets.set(self.record_gets.get() + 1);
+            }
             self.data
                 .borrow()
                 .get(key)
@@ -508,6 +532,37 @@ mod tests {
             user_id: 42,
             fail_open_left: 11,
         }
+    }
+
+    #[test]
+    fn update_if_writes_only_what_changes() {
+        let store = FakeStore::default();
+        init_lock(&store);
+        let sets = store.sets.get();
+        // Nothing to do on a missing record: it is not created.
+        assert_eq!(update_if(&store, "k", 1, 0, |_| None::<()>), Ok(None));
+        assert!(store.get(&record_key("k")).is_none());
+        assert_eq!(store.sets.get(), sets);
+        // A change creates it and is written.
+        assert_eq!(
+            update_if(&store, "k", 1, 0, |r| {
+                r.window_tokens = 7;
+                Some(7)
+            }),
+            Ok(Some(7))
+        );
+        let written = store.sets.get();
+        assert_eq!(load(&store, "k").map(|r| r.window_tokens), Some(7));
+        // Nothing to do on an existing record: read, not written, even if `f` touched it.
+        assert_eq!(
+            update_if(&store, "k", 1, 0, |r| {
+                r.window_tokens = 9;
+                None::<()>
+            }),
+            Ok(None)
+        );
+        assert_eq!(store.sets.get(), written);
+        assert_eq!(load(&store, "k").map(|r| r.window_tokens), Some(7));
     }
 
     #[test]

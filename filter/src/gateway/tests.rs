@@ -618,7 +618,13 @@ fn revocation_and_suspension_reach_the_proxy_through_sync() {
     let sync = g.on_tick(1, due_at, &s).sync.expect("due");
     let v: serde_json::Value = serde_json::from_slice(&sync).unwrap();
     assert_eq!(v["key_hashes"][0], key::hash(KEY_A));
-    g2.active.insert(key::hash(KEY_A), due_at);
+    g2.active.insert(
+        key::hash(KEY_A),
+        Activity {
+            seen_ms: due_at,
+            check_due_ms: 0,
+        },
+    );
     assert!(
         g2.on_tick(1, due_at, &s).sync.is_none(),
         "one VM checks each key"
@@ -637,6 +643,54 @@ fn revocation_and_suspension_reach_the_proxy_through_sync() {
         panic!()
     };
     assert_eq!(reply.status, 403);
+}
+
+#[test]
+fn the_sync_reads_a_record_only_when_its_check_is_due_and_writes_only_to_claim_it() {
+    let s = store();
+    let mut g = gateway(1);
+    let mut g2 = gateway(2);
+    warm(&mut g, &s, 100_000); // granted, and so confirmed, at 0
+    g2.on_request_headers(5, headers(KEY_A), 0, &s);
+    complete(&mut g2, &s, 5, CHAT, 0);
+    let counts = |s: &FakeStore| (s.record_gets.get(), s.sets.get());
+    // The slices lapse and are settled back first (a read and a write each, not counted).
+    let _ = g.on_tick(1, SYNC_EVERY_MS - 1, &s);
+    let _ = g2.on_tick(1, SYNC_EVERY_MS - 1, &s);
+
+    // Before the re-check is due, each VM reads the record once, to learn when it is
+    // due, and writes nothing.
+    let before = counts(&s);
+    assert!(g.on_tick(1, SYNC_EVERY_MS, &s).sync.is_none());
+    assert!(g2.on_tick(1, SYNC_EVERY_MS, &s).sync.is_none());
+    assert_eq!(counts(&s), (before.0 + 2, before.1));
+    // Until then, the syncs do not read it at all.
+    let before = counts(&s);
+    assert!(g.on_tick(1, 2 * SYNC_EVERY_MS, &s).sync.is_none());
+    assert!(g2.on_tick(1, 2 * SYNC_EVERY_MS, &s).sync.is_none());
+    assert_eq!(counts(&s), before);
+
+    // Due: the first VM claims the check (one read, one write); the second reads the
+    // claim and leaves it.
+    let due = RECHECK_AFTER_MS + SYNC_EVERY_MS;
+    let before = counts(&s);
+    let sync = g.on_tick(1, due, &s).sync.expect("due");
+    let v: serde_json::Value = serde_json::from_slice(&sync).unwrap();
+    assert_eq!(v["key_hashes"][0], key::hash(KEY_A));
+    assert!(
+        g2.on_tick(1, due, &s).sync.is_none(),
+        "one VM checks each key"
+    );
+    assert_eq!(counts(&s), (before.0 + 2, before.1 + 1));
+    g.on_sync_answer(Some(SyncAnswer { keys: Vec::new() }), due + 5, &s);
+
+    // The next check is due a full interval after the claim, for both VMs: the syncs in
+    // between read nothing.
+    let before = counts(&s);
+    assert!(g.on_tick(1, due + SYNC_EVERY_MS, &s).sync.is_none());
+    assert!(g2.on_tick(1, due + SYNC_EVERY_MS, &s).sync.is_none());
+    assert_eq!(counts(&s), before);
+    assert!(g2.on_tick(1, due + RECHECK_AFTER_MS, &s).sync.is_some());
 }
 
 #[test]
