@@ -44,7 +44,7 @@ ROUND_DURATION = os.environ.get("BENCH_ROUND_DURATION", "3s")
 CONCURRENCY = os.environ.get("BENCH_ENVOY_CONCURRENCY", "2")
 SATURATION_CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 MEMORY_KEYS = int(os.environ.get("BENCH_MEMORY_KEYS", "10000"))
-WARM_KEYS = 100
+WARM_KEYS = int(os.environ.get("BENCH_WARM_KEYS", "100"))
 ALL_CPUS = f"0-{(os.cpu_count() or 1) - 1}"
 
 CHAT_BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}'
