@@ -645,7 +645,8 @@ impl Gateway {
                     reserved_since_claim: 0,
                 };
                 let low = lease.room(now_ms) < lease.granted / LOW_WATER_DIVISOR;
-                let renew = low && !rec.fetch_active(now_ms);
+                let ageing = now_ms >= lease.renew_at_ms;
+                let renew = (low || ageing) && !rec.fetch_active(now_ms);
                 if renew {
                     rec.fetch_owner = vm;
                     rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;
@@ -789,6 +790,7 @@ impl Gateway {
                             lease.granted = *granted_tokens;
                             lease.expires_at_ms = now_ms
                                 .saturating_add(expires_in_ms.saturating_sub(EXPIRY_MARGIN_MS));
+                            lease.renew_at_ms = renew_at(now_ms, *expires_in_ms);
                             lease.quota_remaining = *quota_remaining;
                             lease.period_reset_s = *period_reset_s;
                         }
@@ -802,6 +804,7 @@ impl Gateway {
                                 consumed: 0,
                                 expires_at_ms: now_ms
                                     .saturating_add(expires_in_ms.saturating_sub(EXPIRY_MARGIN_MS)),
+                                renew_at_ms: renew_at(now_ms, *expires_in_ms),
                                 quota_remaining: *quota_remaining,
                                 period_reset_s: *period_reset_s,
                             })
@@ -846,6 +849,9 @@ impl Gateway {
                             granted: rec.fail_open_left,
                             consumed: 0,
                             expires_at_ms: now_ms.saturating_add(FAIL_OPEN_MS),
+                            // Replaced by the first grant once the control plane is
+                            // back; until then only a spent allowance asks again.
+                            renew_at_ms: now_ms.saturating_add(FAIL_OPEN_MS),
                             quota_remaining: rec.fail_open_left,
                             period_reset_s: 0,
                         });
@@ -1601,6 +1607,12 @@ fn lease_size(config: &Config, record: &Record, now_ms: u64) -> u64 {
         .clamp(1_000, WINDOW_MS);
     let wanted = record.window_tokens.saturating_mul(LEASE_HORIZON_MS) / elapsed;
     wanted.clamp(floor, cap)
+}
+
+/// When a lease granted at `now_ms` for `expires_in_ms` is renewed if still in use: with a
+/// quarter of its life left, far more than a renewal takes.
+fn renew_at(now_ms: u64, expires_in_ms: u64) -> u64 {
+    now_ms.saturating_add(expires_in_ms.saturating_sub(EXPIRY_MARGIN_MS) / 4 * 3)
 }
 
 fn lease_request_body(config: &Config, key_hash: &str, priority: &str, tokens: u64) -> Vec<u8> {

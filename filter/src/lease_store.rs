@@ -30,7 +30,7 @@ pub const CAS_RETRIES: usize = 32;
 
 pub const LOCK_KEY: &str = "alfred/create-lock";
 /// Version of the record encoding; records of another version read as missing.
-const FORMAT: u8 = 3;
+const FORMAT: u8 = 4;
 const PREFIX: &str = "alfred/u/";
 
 /// Appended to a key hash to name the record of the user's critical-priority lease. The
@@ -206,6 +206,9 @@ pub struct Lease {
     /// Reserved by requests in flight plus settled usage, across all VMs.
     pub consumed: u64,
     pub expires_at_ms: u64,
+    /// From then on, a request that finds the lease still in use has it renewed in the
+    /// background, so users who keep working never wait for its expiry.
+    pub renew_at_ms: u64,
     /// What the user could still spend when the lease was granted, this lease included.
     pub quota_remaining: u64,
     pub period_reset_s: u64,
@@ -294,6 +297,7 @@ impl Record {
                     l.granted,
                     l.consumed,
                     l.expires_at_ms,
+                    l.renew_at_ms,
                     l.quota_remaining,
                     l.period_reset_s,
                 ] {
@@ -358,6 +362,7 @@ impl Record {
                 granted: r.u64()?,
                 consumed: r.u64()?,
                 expires_at_ms: r.u64()?,
+                renew_at_ms: r.u64()?,
                 quota_remaining: r.u64()?,
                 period_reset_s: r.u64()?,
             }),
@@ -511,6 +516,7 @@ mod tests {
                 granted: 1000,
                 consumed: 250,
                 expires_at_ms: 60_000,
+                renew_at_ms: 45_000,
                 quota_remaining: 9000,
                 period_reset_s: 3600,
             }),

@@ -323,6 +323,54 @@ fn renewal_starts_at_low_water_from_the_root_without_making_anyone_wait() {
 }
 
 #[test]
+fn a_lease_in_use_is_renewed_before_it_expires_and_an_idle_one_is_left_to_expire() {
+    let s = store();
+    let mut g = gateway(1);
+    warm(&mut g, &s, 100_000); // 60 s lease granted at 0, hardly used
+    let renew_from = (60_000 - EXPIRY_MARGIN_MS) / 4 * 3;
+    // Early in its life, use does not renew it.
+    assert!(matches!(
+        g.on_request_headers(1, headers(KEY_A), renew_from - 1, &s),
+        HeadersOutcome::Forward { .. }
+    ));
+    complete(&mut g, &s, 1, CHAT, renew_from - 1);
+    assert!(g.on_tick(1, renew_from - 1, &s).lease_fetches.is_empty());
+    // In its last quarter, the next request that claims credit renews it, from the root
+    // context, while the request goes on.
+    assert!(matches!(
+        g.on_request_headers(2, headers(KEY_A), renew_from + 600, &s),
+        HeadersOutcome::Forward { .. }
+    ));
+    complete(&mut g, &s, 2, CHAT, renew_from + 600);
+    let work = g.on_tick(1, renew_from + 601, &s);
+    assert_eq!(work.lease_fetches.len(), 1);
+    assert!(
+        g.on_tick(1, renew_from + 700, &s).lease_fetches.is_empty(),
+        "once"
+    );
+    g.on_lease_answer(
+        &key::hash(KEY_A),
+        granted_id("lease-100000-60000", 100_000, 60_000),
+        renew_from + 800,
+        &s,
+    );
+    // Past the first lease's end the user is still served without waiting.
+    assert!(matches!(
+        g.on_request_headers(3, headers(KEY_A), 61_000, &s),
+        HeadersOutcome::Forward { .. }
+    ));
+    complete(&mut g, &s, 3, CHAT, 61_000);
+
+    // A user who stops: no request claims credit, so nothing renews the lease.
+    let s = store();
+    let mut idle = gateway(2);
+    warm(&mut idle, &s, 100_000);
+    for now in (0..=60_000).step_by(200) {
+        assert!(idle.on_tick(1, now, &s).lease_fetches.is_empty());
+    }
+}
+
+#[test]
 fn a_dead_fetcher_is_taken_over_after_its_claim_expires() {
     let s = store();
     let (mut g1, mut g2) = (gateway(1), gateway(2));
@@ -495,10 +543,16 @@ fn unexpired_lease_keeps_serving_through_an_outage_and_expiry_forces_a_renewal()
     g.on_lease_answer(&key::hash(KEY_A), granted(100_000, 60_000), 0, &s);
     complete(&mut g, &s, 1, CHAT, 1);
     g.usage_send_failed(2); // control plane gone
+    let late = 60_000 - EXPIRY_MARGIN_MS - 1;
     assert!(matches!(
-        g.on_request_headers(2, headers(KEY_A), 60_000 - EXPIRY_MARGIN_MS - 1, &s),
+        g.on_request_headers(2, headers(KEY_A), late, &s),
         HeadersOutcome::Forward { .. }
     ));
+    // In use this late in its life, the lease is renewed in the background; with the
+    // control plane gone the renewal fails.
+    let work = g.on_tick(1, late, &s);
+    assert_eq!(work.lease_fetches.len(), 1);
+    g.on_lease_answer(&key::hash(KEY_A), Err("unreachable".into()), late, &s);
     // Used until a margin before the control plane releases the hold.
     assert!(matches!(
         g.on_request_headers(3, headers(KEY_A), 60_000 - EXPIRY_MARGIN_MS, &s),
