@@ -91,6 +91,11 @@ fn decode_lock(b: &[u8]) -> (u64, u64) {
 
 /// How long a creation lock is honoured if its holder never releases it.
 const LOCK_TTL_MS: u64 = 1_000;
+/// Attempts at a creation lock held by another VM before giving up. Its holder keeps it
+/// for four host calls, but the holder's thread can be preempted in between: the CAS
+/// retry budget ran out in microseconds and failed a user's first request with 503
+/// when two workers met new users at once; this many attempts outlast a preemption.
+const LOCK_ATTEMPTS: usize = 1_024;
 
 /// Create the record of `key` with `initial` unless it exists; returns whether this call
 /// created it. Serialised by the process-wide lock.
@@ -101,14 +106,18 @@ fn create(
     vm: u64,
     now_ms: u64,
 ) -> Result<bool, CasMismatch> {
-    for _ in 0..CAS_RETRIES {
+    for _ in 0..LOCK_ATTEMPTS {
         let Some((lock, cas)) = store.get(LOCK_KEY) else {
             init_lock(store);
             continue;
         };
         let (owner, until) = decode_lock(&lock);
         if owner != 0 && owner != vm && now_ms < until {
-            continue; // someone else is creating; try again
+            // Someone else is creating — perhaps this very record.
+            if store.get(key).is_some() {
+                return Ok(false);
+            }
+            continue;
         }
         if store
             .set(LOCK_KEY, &encode_lock(vm, now_ms + LOCK_TTL_MS), Some(cas))
@@ -628,6 +637,15 @@ mod tests {
             Err(CasMismatch)
         );
         assert!(store.get(&record_key("k")).is_none());
+        // The holder created this very record meanwhile: nothing left to do.
+        store
+            .set(&record_key("j"), &sample().encode(), None)
+            .unwrap();
+        assert_eq!(
+            create(&store, &record_key("j"), &Record::default(), 1, 100),
+            Ok(false)
+        );
+        assert_eq!(load(&store, "j"), Some(sample()));
         assert_eq!(
             create(&store, &record_key("k"), &sample(), 1, 600),
             Ok(true)
