@@ -445,7 +445,7 @@ impl RootContext for Root {
                 }
             }
         }
-        if let Some(body) = work.sync {
+        for body in work.syncs {
             match call_control_plane(self, gateway.config(), SYNC_PATH, &body) {
                 Ok(token) => {
                     self.calls.insert(token, RootCall::Sync);

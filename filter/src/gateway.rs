@@ -92,6 +92,10 @@ const MAX_PROJECT_ID: usize = 128;
 const MAX_ESTIMATE: u64 = 1_000_000;
 /// Most keys checked in one sync call.
 const MAX_SYNC_KEYS: usize = 500;
+/// Most sync calls a VM sends at once. A process re-checks each held key every
+/// [`RECHECK_AFTER_MS`]: with one call a round, a two-worker Envoy fell behind past
+/// about 2,500 active users, and revocations took longer than 5 s to arrive.
+const MAX_SYNC_CALLS: usize = 8;
 /// Bound on the VM's cache of key hashes (emptied when reached; idle keys leave it at
 /// each sweep).
 const MAX_CACHED_KEY_HASHES: usize = 50_000;
@@ -360,8 +364,8 @@ pub struct TickWork {
     pub lease_fetches: Vec<LeaseFetch>,
     /// `POST /internal/v1/usage` body.
     pub usage_batch: Option<Vec<u8>>,
-    /// `POST /internal/v1/sync` body.
-    pub sync: Option<Vec<u8>>,
+    /// `POST /internal/v1/sync` bodies, one per call.
+    pub syncs: Vec<Vec<u8>>,
     /// Requests whose wait ended without an answer of their own (record changed).
     pub waiters: Vec<(u32, WaiterOutcome)>,
 }
@@ -404,7 +408,8 @@ pub struct Gateway {
     /// rest of a request's own work. Pruned with `active`, bounded.
     key_hashes: HashMap<String, RecordId>,
     last_sync_ms: u64,
-    sync_in_flight: bool,
+    /// Sync calls sent and not yet answered.
+    syncs_in_flight: usize,
     reporter: Reporter,
     ids: IdGen,
     pub stats: Stats,
@@ -458,7 +463,7 @@ impl Gateway {
             slices: HashMap::new(),
             key_hashes: HashMap::new(),
             last_sync_ms: 0,
-            sync_in_flight: false,
+            syncs_in_flight: 0,
             reporter,
             ids,
             stats: Stats::default(),
@@ -1410,14 +1415,15 @@ impl Gateway {
         }
         self.settle_slices(now_ms, store, false);
         work.usage_batch = self.reporter.next_batch(&self.config.proxy_id, now_ms);
-        if !self.sync_in_flight && now_ms.saturating_sub(self.last_sync_ms) >= SYNC_EVERY_MS {
-            work.sync = self.sync_body(now_ms, store);
+        if self.syncs_in_flight == 0 && now_ms.saturating_sub(self.last_sync_ms) >= SYNC_EVERY_MS {
+            work.syncs = self.sync_bodies(now_ms, store);
         }
         work
     }
 
-    /// Keys due for a re-check, claimed in their records so one VM checks each.
-    fn sync_body(&mut self, now_ms: u64, store: &dyn SharedStore) -> Option<Vec<u8>> {
+    /// Keys due for a re-check, claimed in their records so one VM checks each, as the
+    /// bodies of the sync calls to send.
+    fn sync_bodies(&mut self, now_ms: u64, store: &dyn SharedStore) -> Vec<Vec<u8>> {
         self.last_sync_ms = now_ms;
         let vm = self.vm;
         let mut due: Vec<String> = Vec::new();
@@ -1426,7 +1432,7 @@ impl Gateway {
             .iter_mut()
             .filter(|(_, a)| now_ms.saturating_sub(a.seen_ms) < IDLE_MS && now_ms >= a.check_due_ms)
         {
-            if due.len() >= MAX_SYNC_KEYS {
+            if due.len() >= MAX_SYNC_KEYS * MAX_SYNC_CALLS {
                 break;
             }
             // Without a live lease there is nothing to re-check: look again next sync.
@@ -1457,15 +1463,18 @@ impl Gateway {
                 Err(_) => self.stats.cas_failures += 1,
             }
         }
-        if due.is_empty() {
-            return None;
-        }
-        self.sync_in_flight = true;
-        serde_json::to_vec(&SyncRequest {
-            proxy_id: &self.config.proxy_id,
-            key_hashes: &due,
-        })
-        .ok()
+        let bodies: Vec<Vec<u8>> = due
+            .chunks(MAX_SYNC_KEYS)
+            .filter_map(|key_hashes| {
+                serde_json::to_vec(&SyncRequest {
+                    proxy_id: &self.config.proxy_id,
+                    key_hashes,
+                })
+                .ok()
+            })
+            .collect();
+        self.syncs_in_flight = bodies.len();
+        bodies
     }
 
     /// The control plane answered a sync (`None`: it did not).
@@ -1475,7 +1484,7 @@ impl Gateway {
         now_ms: u64,
         store: &dyn SharedStore,
     ) {
-        self.sync_in_flight = false;
+        self.syncs_in_flight = self.syncs_in_flight.saturating_sub(1);
         let Some(answer) = answer else { return };
         for status in answer.keys {
             let refusal = match status.decision.as_str() {

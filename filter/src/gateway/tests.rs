@@ -660,16 +660,21 @@ fn revocation_and_suspension_reach_the_proxy_through_sync() {
     let mut g = gateway(1);
     warm(&mut g, &s, 100_000);
     assert!(
-        g.on_tick(1, RECHECK_AFTER_MS - 1, &s).sync.is_none(),
+        g.on_tick(1, RECHECK_AFTER_MS - 1, &s).syncs.is_empty(),
         "checked at grant time"
     );
     let mut g2 = gateway(2);
     let due_at = RECHECK_AFTER_MS - 1 + SYNC_EVERY_MS;
     assert!(
-        g.on_tick(1, due_at - 1, &s).sync.is_none(),
+        g.on_tick(1, due_at - 1, &s).syncs.is_empty(),
         "syncs are spaced"
     );
-    let sync = g.on_tick(1, due_at, &s).sync.expect("due");
+    let sync = g
+        .on_tick(1, due_at, &s)
+        .syncs
+        .into_iter()
+        .next()
+        .expect("due");
     let v: serde_json::Value = serde_json::from_slice(&sync).unwrap();
     assert_eq!(v["key_hashes"][0], key::hash(KEY_A));
     g2.active.insert(
@@ -680,7 +685,7 @@ fn revocation_and_suspension_reach_the_proxy_through_sync() {
         },
     );
     assert!(
-        g2.on_tick(1, due_at, &s).sync.is_none(),
+        g2.on_tick(1, due_at, &s).syncs.is_empty(),
         "one VM checks each key"
     );
     let answer = SyncAnswer::parse(
@@ -715,24 +720,24 @@ fn the_sync_reads_a_record_only_when_its_check_is_due_and_writes_only_to_claim_i
     // Before the re-check is due, each VM reads the record once, to learn when it is
     // due, and writes nothing.
     let before = counts(&s);
-    assert!(g.on_tick(1, SYNC_EVERY_MS, &s).sync.is_none());
-    assert!(g2.on_tick(1, SYNC_EVERY_MS, &s).sync.is_none());
+    assert!(g.on_tick(1, SYNC_EVERY_MS, &s).syncs.is_empty());
+    assert!(g2.on_tick(1, SYNC_EVERY_MS, &s).syncs.is_empty());
     assert_eq!(counts(&s), (before.0 + 2, before.1));
     // Until then, the syncs do not read it at all.
     let before = counts(&s);
-    assert!(g.on_tick(1, 2 * SYNC_EVERY_MS, &s).sync.is_none());
-    assert!(g2.on_tick(1, 2 * SYNC_EVERY_MS, &s).sync.is_none());
+    assert!(g.on_tick(1, 2 * SYNC_EVERY_MS, &s).syncs.is_empty());
+    assert!(g2.on_tick(1, 2 * SYNC_EVERY_MS, &s).syncs.is_empty());
     assert_eq!(counts(&s), before);
 
     // Due: the first VM claims the check (one read, one write); the second reads the
     // claim and leaves it.
     let due = RECHECK_AFTER_MS + SYNC_EVERY_MS;
     let before = counts(&s);
-    let sync = g.on_tick(1, due, &s).sync.expect("due");
+    let sync = g.on_tick(1, due, &s).syncs.into_iter().next().expect("due");
     let v: serde_json::Value = serde_json::from_slice(&sync).unwrap();
     assert_eq!(v["key_hashes"][0], key::hash(KEY_A));
     assert!(
-        g2.on_tick(1, due, &s).sync.is_none(),
+        g2.on_tick(1, due, &s).syncs.is_empty(),
         "one VM checks each key"
     );
     assert_eq!(counts(&s), (before.0 + 2, before.1 + 1));
@@ -741,10 +746,47 @@ fn the_sync_reads_a_record_only_when_its_check_is_due_and_writes_only_to_claim_i
     // The next check is due a full interval after the claim, for both VMs: the syncs in
     // between read nothing.
     let before = counts(&s);
-    assert!(g.on_tick(1, due + SYNC_EVERY_MS, &s).sync.is_none());
-    assert!(g2.on_tick(1, due + SYNC_EVERY_MS, &s).sync.is_none());
+    assert!(g.on_tick(1, due + SYNC_EVERY_MS, &s).syncs.is_empty());
+    assert!(g2.on_tick(1, due + SYNC_EVERY_MS, &s).syncs.is_empty());
     assert_eq!(counts(&s), before);
-    assert!(g2.on_tick(1, due + RECHECK_AFTER_MS, &s).sync.is_some());
+    assert_eq!(g2.on_tick(1, due + RECHECK_AFTER_MS, &s).syncs.len(), 1);
+}
+
+#[test]
+fn a_process_with_thousands_of_users_checks_every_due_key_in_one_round() {
+    let s = store();
+    let mut g = gateway(1);
+    let users = MAX_SYNC_KEYS * 3 + 7;
+    let keys: Vec<String> = (0..users).map(|i| format!("tp-{i:0>36}")).collect();
+    for (ctx, k) in (1..).zip(&keys) {
+        g.on_request_headers(ctx, headers(k), 0, &s);
+        g.on_lease_answer(&key::hash(k), granted(100_000, 60_000), 0, &s);
+        complete(&mut g, &s, ctx, CHAT, 0);
+    }
+    let work = g.on_tick(1, RECHECK_AFTER_MS + SYNC_EVERY_MS, &s);
+    assert_eq!(work.syncs.len(), 4, "calls of at most {MAX_SYNC_KEYS} keys");
+    let mut asked: Vec<String> = Vec::new();
+    for body in &work.syncs {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let hashes = v["key_hashes"].as_array().unwrap();
+        assert!(hashes.len() <= MAX_SYNC_KEYS);
+        asked.extend(hashes.iter().map(|h| h.as_str().unwrap().to_string()));
+    }
+    asked.sort();
+    let mut expected: Vec<String> = keys.iter().map(|k| key::hash(k)).collect();
+    expected.sort();
+    assert_eq!(asked, expected, "every key, once");
+    // No new round until every call is answered.
+    assert!(g
+        .on_tick(1, RECHECK_AFTER_MS + 3 * SYNC_EVERY_MS, &s)
+        .syncs
+        .is_empty());
+    for _ in 0..4 {
+        g.on_sync_answer(None, RECHECK_AFTER_MS + 3 * SYNC_EVERY_MS, &s);
+    }
+    // Answered: the next round checks them all again when they are due.
+    let again = 2 * RECHECK_AFTER_MS + SYNC_EVERY_MS;
+    assert_eq!(g.on_tick(1, again, &s).syncs.len(), 4);
 }
 
 #[test]
@@ -1306,7 +1348,7 @@ fn revocation_reaches_both_classes_but_exhaustion_only_the_normal_one() {
     let _ = g.on_tick(1, 1, &s);
     g.on_usage_answer(Some(200), 1);
     let now = RECHECK_AFTER_MS + SYNC_EVERY_MS;
-    let sync = g.on_tick(1, now, &s).sync.expect("due");
+    let sync = g.on_tick(1, now, &s).syncs.into_iter().next().expect("due");
     let v: serde_json::Value = serde_json::from_slice(&sync).unwrap();
     let mut hashes: Vec<&str> = v["key_hashes"]
         .as_array()
