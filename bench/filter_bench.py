@@ -292,8 +292,9 @@ def main() -> None:
             wait_http(f"http://127.0.0.1:{admin_port}/ready")
             fronts[mode] = (port, admin_port, proc)
         for mode, (port, _, _) in fronts.items():
-            # Warm up: every warm key gets its lease; JIT and connection pools settle.
-            run_wrk(port, warm_script, 1, 4, "3s")
+            # Warm up: every warm key gets its lease (keys go round-robin, and a key's
+            # first request waits for its lease); JIT and connection pools settle.
+            run_wrk(port, warm_script, 1, 4, f"{max(3, WARM_KEYS // 400)}s")
 
         alfred_admin = fronts["alfred"][1]
         before = envoy_stats(alfred_admin)
