@@ -1454,15 +1454,17 @@ impl Gateway {
             match claimed {
                 Ok(claimed) => {
                     activity.check_due_ms = next_due;
-                    let key_hash = lease_store::key_hash_of(record);
-                    if claimed.is_some() && !due.iter().any(|h| h == key_hash) {
-                        due.push(key_hash.to_string());
+                    if claimed.is_some() {
+                        due.push(lease_store::key_hash_of(record).to_string());
                     }
                 }
                 // Contended: tried again next sync.
                 Err(_) => self.stats.cas_failures += 1,
             }
         }
+        // A key's normal and critical records name the same hash: ask once.
+        due.sort_unstable();
+        due.dedup();
         let bodies: Vec<Vec<u8>> = due
             .chunks(MAX_SYNC_KEYS)
             .filter_map(|key_hashes| {
