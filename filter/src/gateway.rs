@@ -651,7 +651,11 @@ impl Gateway {
                 };
                 let low = lease.room(now_ms) < lease.granted / LOW_WATER_DIVISOR;
                 let ageing = now_ms >= lease.renew_at_ms;
-                let renew = (low || ageing) && !rec.fetch_active(now_ms);
+                // A refusal just cached is the control plane's answer to the last
+                // renewal: asking again before it lapses only loads it.
+                let renew = (low || ageing)
+                    && !rec.fetch_active(now_ms)
+                    && rec.live_refusal(now_ms).is_none();
                 if renew {
                     rec.fetch_owner = vm;
                     rec.fetch_until_ms = now_ms + FETCH_CLAIM_MS;

@@ -320,6 +320,25 @@ fn renewal_starts_at_low_water_from_the_root_without_making_anyone_wait() {
         g.on_request_headers(16, headers(KEY_A), 18, &s),
         HeadersOutcome::Forward { .. }
     ));
+    // Still low, but the control plane just said no: a new slice does not ask again
+    // until that answer lapses.
+    let _ = g.on_tick(1, 600, &s); // the slice lapses and is settled
+    assert!(matches!(
+        g.on_request_headers(17, headers(KEY_A), 601, &s),
+        HeadersOutcome::Forward { .. }
+    ));
+    assert!(g.on_tick(1, 602, &s).lease_fetches.is_empty());
+    let _ = g.on_tick(1, 17 + REFUSAL_TTL_MS, &s);
+    assert!(matches!(
+        g.on_request_headers(18, headers(KEY_A), 17 + REFUSAL_TTL_MS + 1, &s),
+        HeadersOutcome::Forward { .. }
+    ));
+    assert_eq!(
+        g.on_tick(1, 17 + REFUSAL_TTL_MS + 2, &s)
+            .lease_fetches
+            .len(),
+        1
+    );
 }
 
 #[test]
