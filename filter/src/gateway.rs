@@ -516,7 +516,7 @@ impl Gateway {
         store: &dyn SharedStore,
     ) -> HeadersOutcome {
         self.stats.requests += 1;
-        let request_id = self.ids.request_id();
+        let request_id = self.ids.request_id(now_ms);
         let Some(api) = Api::from_path(headers.path) else {
             self.stats.refused += 1;
             return HeadersOutcome::Respond(Refusal::UnknownApi.reply(&request_id, Family::OpenAi));
