@@ -153,8 +153,8 @@ def postgres_pids():
     return pids
 
 
-def wrk(server, script, connections, users_file, run_id):
-    env = dict(os.environ, BENCH_USERS=users_file, BENCH_TOKEN=TOKEN, BENCH_RUN=run_id)
+def wrk(server, script, connections, users_file):
+    env = dict(os.environ, BENCH_USERS=users_file, BENCH_TOKEN=TOKEN)
     threads = min(2, connections)
     pg = postgres_pids()
     cpu0 = (cpu_seconds([server.proc.pid]), cpu_seconds(pg))
@@ -196,14 +196,13 @@ def bench_backend(backend, tmp):
         # Warm-up (connections, caches), then the measured runs.
         saved = DURATION
         globals()["DURATION"] = 2
-        wrk(server, "grant.lua", CONNECTIONS, users_file, "warm")
+        wrk(server, "grant.lua", CONNECTIONS, users_file)
         globals()["DURATION"] = saved
         grants = usage = SKIPPED
         if "grants" in RUNS:
-            grants = wrk(server, "grant.lua", CONNECTIONS, users_file, "g")
+            grants = wrk(server, "grant.lua", CONNECTIONS, users_file)
         if "usage" in RUNS:
-            usage = wrk(server, "usage.lua", USAGE_CONNECTIONS, users_file,
-                        f"u{secrets.token_hex(3)}")
+            usage = wrk(server, "usage.lua", USAGE_CONNECTIONS, users_file)
     finally:
         server.stop()
         if pg_db:

@@ -1,10 +1,13 @@
 -- wrk script: usage batches of 500 records spread over every user, all new.
 -- Reads "key_hash user_id lease_id" lines from $BENCH_USERS.
+-- Request ids have the filter's shape (filter/src/ids.rs): 12 hex digits of time, then
+-- 20 random ones. The time part is the run's start in milliseconds plus the batch
+-- number, so ids grow as the filter's do; the random part is drawn per record slot.
 local users = {}
 local counter = 0
 local bad = 0
 local threads = {}
-local run = os.getenv("BENCH_RUN") or "r"
+local start_ms = 0
 local per_batch = 500
 
 function setup(thread)
@@ -17,7 +20,15 @@ end
 -- 500 records per request in Lua took a good share of the two cores.
 local templates = {}
 
+local function random_hex(digits)
+    local out = {}
+    for i = 1, digits do out[i] = string.format("%x", math.random(0, 15)) end
+    return table.concat(out)
+end
+
 function init(args)
+    math.randomseed(os.time() * 1000 + id)
+    start_ms = os.time() * 1000
     for line in io.lines(os.getenv("BENCH_USERS")) do
         local hash, uid, lease = line:match("^(%x+) (%d+) (%S+)")
         if hash then table.insert(users, {uid, lease}) end
@@ -27,7 +38,7 @@ function init(args)
         local parts = {}
         for i = 1, per_batch do
             local u = users[((t * per_batch + i) % #users) + 1]
-            parts[i] = '{"request_id":"' .. run .. '-' .. id .. '-@@-' .. i ..
+            parts[i] = '{"request_id":"@@' .. random_hex(20) ..
                 '","lease_id":"' .. u[2] .. '","user_id":' .. u[1] ..
                 ',"provider":"openai","model":"gpt-4o-mini-2024-07-18","input_tokens":120,' ..
                 '"output_tokens":30,"total_tokens":150,"cached_tokens":0,"reasoning_tokens":0,' ..
@@ -41,7 +52,7 @@ end
 
 function request()
     counter = counter + 1
-    local body = (templates[(counter % #templates) + 1]:gsub("@@", tostring(counter)))
+    local body = (templates[(counter % #templates) + 1]:gsub("@@", string.format("%012x", start_ms + counter)))
     return wrk.format("POST", "/internal/v1/usage", {
         ["authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN"),
         ["content-type"] = "application/json",
