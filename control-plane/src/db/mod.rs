@@ -166,8 +166,10 @@ const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 20_000;
 /// The WAL file is truncated back to this size (bytes) when it starts over, so a burst
 /// does not leave a large file behind.
 const SQLITE_WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
-/// How often the background checkpointer copies the WAL into the database.
-const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// How often the background checkpointer copies the WAL into the database. A page
+/// changed by every ingestion round (a busy lease, an index's right edge) is copied
+/// once per checkpoint: at 250 ms the copying cost about 3 µs more per usage record.
+const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_millis(1000);
 
 /// Checkpoints the WAL of the SQLite database at `path` every
 /// [`SQLITE_CHECKPOINT_EVERY`], on a thread and connection of its own.
