@@ -335,6 +335,7 @@ def plugin_configuration(args: argparse.Namespace) -> dict:
         "lease_request_tokens": args.lease_request_tokens,
         "default_estimate_tokens": args.default_estimate_tokens,
         "tick_ms": args.tick_ms,
+        "report_interval_ms": args.report_interval_ms,
         "providers": {p.spec.name: p.filter_credential() for p in enabled_providers(args)},
     }
 
@@ -588,6 +589,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    default=int(env("ALFRED_DEFAULT_ESTIMATE_TOKENS", "256")),
                    help="[ALFRED_DEFAULT_ESTIMATE_TOKENS, 256]")
     p.add_argument("--tick-ms", type=int, default=int(env("ALFRED_TICK_MS", "200")), help="[ALFRED_TICK_MS, 200]")
+    p.add_argument("--report-interval-ms", type=int, default=int(env("ALFRED_REPORT_INTERVAL_MS", "1000")),
+                   help="longest a usage record waits for its report to fill [ALFRED_REPORT_INTERVAL_MS, 1000]")
     p.add_argument("--control-plane-timeout-ms", type=int,
                    default=int(env("ALFRED_CONTROL_PLANE_TIMEOUT_MS", "2000")),
                    help="[ALFRED_CONTROL_PLANE_TIMEOUT_MS, 2000]")
@@ -606,7 +609,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for name in ("listen_port", "admin_port"):
         if not 0 < getattr(args, name) < 65536:
             p.error(f"--{name.replace('_', '-')} must be a port number")
-    for name in ("lease_request_tokens", "default_estimate_tokens", "tick_ms", "control_plane_timeout_ms"):
+    for name in ("lease_request_tokens", "default_estimate_tokens", "tick_ms", "report_interval_ms",
+                 "control_plane_timeout_ms"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     return args
@@ -637,7 +641,8 @@ ENV_INPUTS = [
     *(p.base_env for p in PROVIDERS), *(p.key_env for p in PROVIDERS if p.key_env),
     "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
     "ALFRED_FILTER_TOKEN", "ALFRED_PROXY_ID", "ALFRED_LEASE_REQUEST_TOKENS",
-    "ALFRED_DEFAULT_ESTIMATE_TOKENS", "ALFRED_TICK_MS", "ALFRED_CONTROL_PLANE_TIMEOUT_MS",
+    "ALFRED_DEFAULT_ESTIMATE_TOKENS", "ALFRED_TICK_MS", "ALFRED_REPORT_INTERVAL_MS",
+    "ALFRED_CONTROL_PLANE_TIMEOUT_MS",
     "ALFRED_UPSTREAM_CA_FILE",
 ]
 

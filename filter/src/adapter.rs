@@ -266,6 +266,19 @@ struct Root {
 }
 
 impl Root {
+    /// Sends a usage batch; a call that cannot be made is retried with backoff.
+    fn send_usage(&mut self, gateway: &mut Gateway, body: &[u8], now: u64) {
+        match call_control_plane(self, gateway.config(), USAGE_PATH, body) {
+            Ok(token) => {
+                self.calls.insert(token, RootCall::Usage);
+            }
+            Err(e) => {
+                warn!("alfred: usage report not sent: {e}");
+                gateway.usage_send_failed(now);
+            }
+        }
+    }
+
     fn send_lease_fetches(
         &mut self,
         gateway: &mut Gateway,
@@ -331,13 +344,17 @@ impl Context for Root {
     ) {
         let now = now_ms();
         let outcomes = {
-            let mut shared = self.gateway.borrow_mut();
-            let Some(gateway) = shared.as_mut() else {
+            let shared = Rc::clone(&self.gateway);
+            let mut guard = shared.borrow_mut();
+            let Some(gateway) = guard.as_mut() else {
                 return;
             };
             match self.calls.remove(&token) {
                 Some(RootCall::Usage) => {
-                    gateway.on_usage_answer(call_status(self), now);
+                    let (_, next) = gateway.on_usage_answer(call_status(self), now);
+                    if let Some(body) = next {
+                        self.send_usage(gateway, &body, now);
+                    }
                     return;
                 }
                 Some(RootCall::Sync) => {
@@ -435,15 +452,7 @@ impl RootContext for Root {
         let mut outcomes = work.waiters;
         outcomes.extend(self.send_lease_fetches(gateway, work.lease_fetches, now));
         if let Some(body) = work.usage_batch {
-            match call_control_plane(self, gateway.config(), USAGE_PATH, &body) {
-                Ok(token) => {
-                    self.calls.insert(token, RootCall::Usage);
-                }
-                Err(e) => {
-                    warn!("alfred: usage report not sent: {e}");
-                    gateway.usage_send_failed(now);
-                }
-            }
+            self.send_usage(gateway, &body, now);
         }
         for body in work.syncs {
             match call_control_plane(self, gateway.config(), SYNC_PATH, &body) {

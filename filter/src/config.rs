@@ -23,6 +23,9 @@ pub struct Config {
     /// Most usage records in one report.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Longest a usage record waits for its report to fill (a full report goes at once).
+    #[serde(default = "default_report_interval_ms")]
+    pub report_interval_ms: u64,
     /// Most unsent usage records kept; beyond, the oldest are dropped and counted.
     #[serde(default = "default_max_buffered")]
     pub max_buffered_records: usize,
@@ -67,7 +70,10 @@ fn default_timeout_ms() -> u64 {
     2_000
 }
 fn default_max_batch() -> usize {
-    500
+    2_000
+}
+fn default_report_interval_ms() -> u64 {
+    1_000
 }
 fn default_max_request_body() -> u64 {
     32 * 1024 * 1024
@@ -105,7 +111,7 @@ mod tests {
         let json = br#"{"proxy_id":"envoy-1","control_plane":{"cluster":"alfred_control_plane","authority":"alfred-control-plane","token":"t","timeout_ms":2000},"lease_request_tokens":20000,"default_estimate_tokens":256,"tick_ms":200,"providers":{"openai":{"auth_header":"authorization","auth_value":"Bearer sk"}}}"#;
         let c = Config::parse(json).unwrap();
         assert_eq!(c.providers["openai"].auth_value, "Bearer sk");
-        assert_eq!(c.max_batch, 500);
+        assert_eq!((c.max_batch, c.report_interval_ms), (2_000, 1_000));
         let err = Config::parse(br#"{"proxy_id":"x","control_plane":{"cluster":"c","authority":"a","token":"t"},"providers":{},"bogus":1}"#).unwrap_err();
         assert!(err.contains("bogus"), "{err}");
         let err = Config::parse(b"not json").unwrap_err();

@@ -440,7 +440,11 @@ enum Decision {
 
 impl Gateway {
     pub fn new(config: Config, mut ids: IdGen) -> Self {
-        let reporter = Reporter::new(config.max_batch, config.max_buffered_records);
+        let reporter = Reporter::new(
+            config.max_batch,
+            config.max_buffered_records,
+            config.report_interval_ms,
+        );
         let credentials = Provider::ALL
             .iter()
             .filter_map(|p| {
@@ -1552,10 +1556,17 @@ impl Gateway {
     }
 
     /// The control plane answered the usage batch with `status` (`None`: no answer).
-    pub fn on_usage_answer(&mut self, status: Option<u16>, now_ms: u64) -> ReportOutcome {
+    /// Returns the next batch if one is due at once (a full one waiting behind it), so a
+    /// backlog drains as fast as the control plane acknowledges, not one batch a tick.
+    pub fn on_usage_answer(
+        &mut self,
+        status: Option<u16>,
+        now_ms: u64,
+    ) -> (ReportOutcome, Option<Vec<u8>>) {
         let outcome = ReportOutcome::from_status(status);
         self.reporter.on_outcome(outcome, now_ms);
-        outcome
+        let next = self.reporter.next_batch(&self.config.proxy_id, now_ms);
+        (outcome, next)
     }
 
     /// Forget keys this VM has not served for a while, so memory follows active users;

@@ -103,7 +103,11 @@ mod tests {
         let mut b = IdGen::from_seed([2; 16]);
         let mut previous = a.request_id(1_000);
         for now_ms in [1_001, 1_002, 70_000, 1 << 40] {
-            let next = if now_ms % 2 == 0 { a.request_id(now_ms) } else { b.request_id(now_ms) };
+            let next = if now_ms % 2 == 0 {
+                a.request_id(now_ms)
+            } else {
+                b.request_id(now_ms)
+            };
             assert!(next > previous, "{next} after {previous}");
             previous = next;
         }

@@ -4,6 +4,12 @@
 //!
 //! Records are written as JSON when queued: the cost is spread over the requests
 //! instead of stalling the worker on the tick that sends a batch of hundreds.
+//!
+//! A batch goes when it is full, or when its oldest record has waited the report
+//! interval. The control plane's cost is mostly per round (each user's lease, totals
+//! and rollup rows, the commit), so a few full batches cost it far less than many
+//! small ones; and a backlog drains batch after batch as each is acknowledged, not one
+//! batch per tick, so the rate a worker can report is not capped by its tick.
 
 use crate::protocol::{write_json_str, UsageRecord};
 use std::collections::VecDeque;
@@ -36,14 +42,18 @@ impl ReportOutcome {
 
 #[derive(Debug)]
 pub struct Reporter {
-    /// Records, each as its JSON object.
-    queue: VecDeque<Vec<u8>>,
+    /// Records, each as its JSON object, with the time of the first look at the queue
+    /// after it was queued (`None` until then): the request path does not read the
+    /// clock for it, and a tick is close enough to decide when a batch is due.
+    queue: VecDeque<(Option<u64>, Vec<u8>)>,
     in_flight: Vec<Vec<u8>>,
     sending: bool,
     next_attempt_ms: u64,
     backoff_ms: u64,
     max_batch: usize,
     max_buffered: usize,
+    /// How long a record may wait for its batch to fill.
+    interval_ms: u64,
     /// Records lost to a full buffer or a rejected batch. Exposed as a metric.
     pub dropped: u64,
     /// Records acknowledged by the control plane.
@@ -51,7 +61,7 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(max_batch: usize, max_buffered: usize) -> Self {
+    pub fn new(max_batch: usize, max_buffered: usize, interval_ms: u64) -> Self {
         Reporter {
             queue: VecDeque::new(),
             in_flight: Vec::new(),
@@ -60,6 +70,7 @@ impl Reporter {
             backoff_ms: 0,
             max_batch: max_batch.max(1),
             max_buffered: max_buffered.max(1),
+            interval_ms,
             dropped: 0,
             acknowledged: 0,
         }
@@ -72,7 +83,7 @@ impl Reporter {
         }
         let mut json = Vec::with_capacity(384);
         record.write_json(&mut json);
-        self.queue.push_back(json);
+        self.queue.push_back((None, json));
     }
 
     /// Records not yet acknowledged.
@@ -80,14 +91,28 @@ impl Reporter {
         self.queue.len() + self.in_flight.len()
     }
 
-    /// On a tick: the body of the next batch to send, if one is due.
+    /// The body of the next batch to send, if one is due: a retry whose backoff has
+    /// passed, a full batch, or one whose oldest record has waited the interval.
     pub fn next_batch(&mut self, proxy_id: &str, now_ms: u64) -> Option<Vec<u8>> {
         if self.sending || now_ms < self.next_attempt_ms {
             return None;
         }
+        for (seen_ms, _) in self.queue.iter_mut().rev() {
+            if seen_ms.is_some() {
+                break;
+            }
+            *seen_ms = Some(now_ms);
+        }
         if self.in_flight.is_empty() {
+            let waited = self.queue.front().is_some_and(|(seen_ms, _)| {
+                now_ms.saturating_sub(seen_ms.unwrap_or(now_ms)) >= self.interval_ms
+            });
+            if !waited && self.queue.len() < self.max_batch {
+                return None;
+            }
             let n = self.queue.len().min(self.max_batch);
-            self.in_flight.extend(self.queue.drain(..n));
+            self.in_flight
+                .extend(self.queue.drain(..n).map(|(_, record)| record));
         }
         if self.in_flight.is_empty() {
             return None;
@@ -172,7 +197,7 @@ mod tests {
 
     #[test]
     fn batches_retries_same_records_with_backoff_until_acknowledged() {
-        let mut r = Reporter::new(2, 100);
+        let mut r = Reporter::new(2, 100, 1_000);
         for n in 0..3 {
             r.push(&record(n));
         }
@@ -197,20 +222,49 @@ mod tests {
         );
         assert!(r.next_batch("p", 750).is_some());
         r.on_outcome(ReportOutcome::from_status(Some(200)), 750);
-        assert_eq!(ids(&r.next_batch("p", 750).unwrap()), ["r2"]);
-        r.on_outcome(ReportOutcome::Acknowledged, 751);
+        assert!(
+            r.next_batch("p", 999).is_none(),
+            "a part batch waits for the interval"
+        );
+        assert_eq!(ids(&r.next_batch("p", 1_000).unwrap()), ["r2"]);
+        r.on_outcome(ReportOutcome::Acknowledged, 1_001);
         assert_eq!((r.acknowledged, r.pending(), r.dropped), (3, 0, 0));
     }
 
     #[test]
     fn full_buffer_and_rejections_are_counted() {
-        let mut r = Reporter::new(10, 2);
+        let mut r = Reporter::new(10, 2, 1_000);
         for n in 0..5 {
             r.push(&record(n));
         }
         assert_eq!((r.pending(), r.dropped), (2, 3));
-        assert_eq!(ids(&r.next_batch("p", 0).unwrap()), ["r3", "r4"]);
+        assert!(r.next_batch("p", 500).is_none(), "first seen now");
+        assert!(r.next_batch("p", 1_499).is_none());
+        assert_eq!(ids(&r.next_batch("p", 1_500).unwrap()), ["r3", "r4"]);
         r.on_outcome(ReportOutcome::from_status(Some(422)), 0);
         assert_eq!((r.pending(), r.dropped), (0, 5));
+    }
+
+    #[test]
+    fn a_full_batch_goes_at_once_and_a_backlog_drains_without_waiting() {
+        let mut r = Reporter::new(3, 100, 1_000);
+        for n in 0..2 {
+            r.push(&record(n));
+        }
+        assert!(
+            r.next_batch("p", 10).is_none(),
+            "two of three: not full, not old"
+        );
+        for n in 2..8 {
+            r.push(&record(n));
+        }
+        assert_eq!(ids(&r.next_batch("p", 10).unwrap()), ["r0", "r1", "r2"]);
+        r.on_outcome(ReportOutcome::Acknowledged, 11);
+        // Acknowledged: the next full batch is due at once, not on a later tick.
+        assert_eq!(ids(&r.next_batch("p", 11).unwrap()), ["r3", "r4", "r5"]);
+        r.on_outcome(ReportOutcome::Acknowledged, 12);
+        assert!(r.next_batch("p", 12).is_none(), "two left: they wait");
+        assert!(r.next_batch("p", 1_009).is_none());
+        assert_eq!(ids(&r.next_batch("p", 1_010).unwrap()), ["r6", "r7"]);
     }
 }

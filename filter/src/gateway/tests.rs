@@ -11,10 +11,13 @@ use crate::protocol::LeaseAnswer;
 const KEY_A: &str = "tp-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const KEY_B: &str = "tp-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
+/// A gateway whose records are reported at the first tick (`report_interval_ms` 0):
+/// the interval has tests of its own.
 fn gateway(seed: u8) -> Gateway {
     let config = Config::parse(
         br#"{"proxy_id":"envoy-test","control_plane":{"cluster":"cp","authority":"cp","token":"t"},
             "lease_request_tokens":1000,"default_estimate_tokens":100,"tick_ms":200,
+            "report_interval_ms":0,
             "providers":{"openai":{"auth_header":"authorization","auth_value":"Bearer sk-provider"},
                          "anthropic":{"auth_header":"x-api-key","auth_value":"sk-ant"}}}"#,
     )
@@ -1585,4 +1588,53 @@ fn a_spent_lease_waits_for_other_vms_slices_before_refusing() {
         g1.on_notified(&record, 11 + SLICE_TTL_MS, &s),
         vec![(waiting, WaiterOutcome::Resume)]
     );
+}
+
+#[test]
+fn reports_wait_for_a_full_batch_or_the_interval_and_a_backlog_drains_on_each_answer() {
+    let config = Config::parse(
+        br#"{"proxy_id":"envoy-test","control_plane":{"cluster":"cp","authority":"cp","token":"t"},
+            "lease_request_tokens":1000,"default_estimate_tokens":100,"max_batch":2,
+            "providers":{"openai":{"auth_header":"authorization","auth_value":"Bearer sk"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(config.report_interval_ms, 1_000, "the default");
+    let mut g = Gateway::new(config, IdGen::from_seed([5; 16]));
+    let s = store();
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    g.on_lease_answer(&key::hash(KEY_A), granted(100_000, 60_000), 0, &s);
+    complete(&mut g, &s, 1, CHAT, 0);
+    assert!(
+        g.on_tick(1, 0, &s).usage_batch.is_none(),
+        "one record: not full, not old"
+    );
+    for ctx in 2..=5 {
+        g.on_request_headers(ctx, headers(KEY_A), 100, &s);
+        complete(&mut g, &s, ctx, CHAT, 100);
+    }
+    let count = |body: &[u8]| {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["records"].as_array().unwrap().len()
+    };
+    let first = g
+        .on_tick(1, 200, &s)
+        .usage_batch
+        .expect("full: sent at once");
+    assert_eq!(count(&first), 2);
+    let (outcome, next) = g.on_usage_answer(Some(200), 210);
+    assert_eq!(outcome, ReportOutcome::Acknowledged);
+    assert_eq!(
+        count(&next.expect("the next full batch, without a tick")),
+        2
+    );
+    let (_, next) = g.on_usage_answer(Some(200), 220);
+    assert!(next.is_none(), "one left: it waits");
+    assert!(g.on_tick(1, 1_199, &s).usage_batch.is_none());
+    let last = g
+        .on_tick(1, 1_200, &s)
+        .usage_batch
+        .expect("waited a second");
+    assert_eq!(count(&last), 1);
+    g.on_usage_answer(Some(200), 1_210);
+    assert_eq!(g.pending_records(), 0);
 }
