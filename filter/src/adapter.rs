@@ -35,6 +35,7 @@ proxy_wasm::main! {{
             queue: None,
             metrics: Vec::new(),
             reported: Stats::default(),
+            draining: false,
             reported_dropped: 0,
         })
     });
@@ -263,9 +264,14 @@ struct Root {
     metrics: Vec<u32>,
     reported: Stats,
     reported_dropped: u64,
+    /// Shutting down, waiting for the last usage reports to be answered.
+    draining: bool,
 }
 
 impl Root {
+    fn usage_in_flight(&self) -> bool {
+        self.calls.values().any(|c| matches!(c, RootCall::Usage))
+    }
     /// Sends a usage batch; a call that cannot be made is retried with backoff.
     fn send_usage(&mut self, gateway: &mut Gateway, body: &[u8], now: u64) {
         match call_control_plane(self, gateway.config(), USAGE_PATH, body) {
@@ -335,6 +341,22 @@ impl Root {
 }
 
 impl Context for Root {
+    /// Envoy is stopping or the configuration went away: send what is queued now, and
+    /// hold the VM until the control plane has answered (Envoy waits for `done`).
+    fn on_done(&mut self) -> bool {
+        let now = now_ms();
+        let shared = Rc::clone(&self.gateway);
+        let mut guard = shared.borrow_mut();
+        let Some(gateway) = guard.as_mut() else {
+            return true;
+        };
+        if let Some(body) = gateway.on_shutdown(now, &HostStore) {
+            self.send_usage(gateway, &body, now);
+        }
+        self.draining = self.usage_in_flight();
+        !self.draining
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,
@@ -354,6 +376,9 @@ impl Context for Root {
                     let (_, next) = gateway.on_usage_answer(call_status(self), now);
                     if let Some(body) = next {
                         self.send_usage(gateway, &body, now);
+                    }
+                    if self.draining && !self.usage_in_flight() {
+                        self.done();
                     }
                     return;
                 }

@@ -410,6 +410,8 @@ pub struct Gateway {
     last_sync_ms: u64,
     /// Sync calls sent and not yet answered.
     syncs_in_flight: usize,
+    /// The VM is shutting down: every queued record goes now, batch after batch.
+    shutting_down: bool,
     reporter: Reporter,
     ids: IdGen,
     pub stats: Stats,
@@ -468,6 +470,7 @@ impl Gateway {
             key_hashes: HashMap::new(),
             last_sync_ms: 0,
             syncs_in_flight: 0,
+            shutting_down: false,
             reporter,
             ids,
             stats: Stats::default(),
@@ -1565,8 +1568,24 @@ impl Gateway {
     ) -> (ReportOutcome, Option<Vec<u8>>) {
         let outcome = ReportOutcome::from_status(status);
         self.reporter.on_outcome(outcome, now_ms);
-        let next = self.reporter.next_batch(&self.config.proxy_id, now_ms);
+        let next = match (self.shutting_down, outcome) {
+            // No later tick will retry: what the control plane did not take is lost.
+            (true, ReportOutcome::Failed) => None,
+            (true, _) => self.reporter.final_batch(&self.config.proxy_id, now_ms),
+            (false, _) => self.reporter.next_batch(&self.config.proxy_id, now_ms),
+        };
         (outcome, next)
+    }
+
+    /// The VM is shutting down (Envoy is stopping, or the filter's configuration went
+    /// away): this VM's slices go back to the shared leases, and its queued records are
+    /// sent at once instead of waiting for a full batch or the report interval. Returns
+    /// the first batch, unless one is already in flight; [`Gateway::on_usage_answer`]
+    /// returns the next ones.
+    pub fn on_shutdown(&mut self, now_ms: u64, store: &dyn SharedStore) -> Option<Vec<u8>> {
+        self.shutting_down = true;
+        self.settle_slices(now_ms, store, true);
+        self.reporter.final_batch(&self.config.proxy_id, now_ms)
     }
 
     /// Forget keys this VM has not served for a while, so memory follows active users;

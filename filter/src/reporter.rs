@@ -94,7 +94,17 @@ impl Reporter {
     /// The body of the next batch to send, if one is due: a retry whose backoff has
     /// passed, a full batch, or one whose oldest record has waited the interval.
     pub fn next_batch(&mut self, proxy_id: &str, now_ms: u64) -> Option<Vec<u8>> {
-        if self.sending || now_ms < self.next_attempt_ms {
+        self.batch(proxy_id, now_ms, false)
+    }
+
+    /// The body of the next batch, due or not, unless one is in flight: for a VM that
+    /// is shutting down, which has no later tick to wait for.
+    pub fn final_batch(&mut self, proxy_id: &str, now_ms: u64) -> Option<Vec<u8>> {
+        self.batch(proxy_id, now_ms, true)
+    }
+
+    fn batch(&mut self, proxy_id: &str, now_ms: u64, now_or_never: bool) -> Option<Vec<u8>> {
+        if self.sending || (now_ms < self.next_attempt_ms && !now_or_never) {
             return None;
         }
         for (seen_ms, _) in self.queue.iter_mut().rev() {
@@ -107,7 +117,7 @@ impl Reporter {
             let waited = self.queue.front().is_some_and(|(seen_ms, _)| {
                 now_ms.saturating_sub(seen_ms.unwrap_or(now_ms)) >= self.interval_ms
             });
-            if !waited && self.queue.len() < self.max_batch {
+            if !waited && self.queue.len() < self.max_batch && !now_or_never {
                 return None;
             }
             let n = self.queue.len().min(self.max_batch);
@@ -266,5 +276,26 @@ mod tests {
         assert!(r.next_batch("p", 12).is_none(), "two left: they wait");
         assert!(r.next_batch("p", 1_009).is_none());
         assert_eq!(ids(&r.next_batch("p", 1_010).unwrap()), ["r6", "r7"]);
+    }
+
+    #[test]
+    fn a_final_batch_goes_now_whatever_its_age_or_backoff() {
+        let mut r = Reporter::new(2, 100, 1_000);
+        for n in 0..3 {
+            r.push(&record(n));
+        }
+        assert_eq!(ids(&r.final_batch("p", 0).unwrap()), ["r0", "r1"]);
+        assert!(
+            r.final_batch("p", 0).is_none(),
+            "one batch in flight at a time"
+        );
+        r.on_outcome(ReportOutcome::Failed, 0);
+        assert!(r.next_batch("p", 1).is_none(), "backing off");
+        assert_eq!(ids(&r.final_batch("p", 1).unwrap()), ["r0", "r1"]);
+        r.on_outcome(ReportOutcome::Acknowledged, 2);
+        assert_eq!(ids(&r.final_batch("p", 2).unwrap()), ["r2"]);
+        r.on_outcome(ReportOutcome::Acknowledged, 3);
+        assert!(r.final_batch("p", 3).is_none());
+        assert_eq!(r.pending(), 0);
     }
 }

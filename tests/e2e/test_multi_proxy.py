@@ -14,6 +14,8 @@ What makes each test fail:
   request fails with anything but 503 ``governance_unavailable`` during the outage.
 - revocation/suspension: a proxy still serves a revoked key (401 ``invalid_api_key``
   expected) or a suspended user (403 ``user_suspended``) 5 s after the admin call.
+- stopping proxy: a proxy stopped with SIGTERM right after serving exits without having
+  reported the usage it queued, so the ledger stays short of what the provider served.
 """
 
 from __future__ import annotations
@@ -334,3 +336,32 @@ def test_revoked_key_and_suspended_user_are_refused_on_every_proxy_within_5s(mak
         assert "delay" in result, f"{proxy.proxy_id}: {what} still served {REFUSAL_DEADLINE_S + 3} s after the change"
         assert result["delay"] <= REFUSAL_DEADLINE_S, (proxy.proxy_id, what, result["delay"])
         assert result["then"] == [(status, code)] * 3, (proxy.proxy_id, what, result["then"])
+
+
+def test_a_stopping_proxy_reports_its_queued_usage_before_it_exits(make_stack):
+    """Records wait up to ALFRED_REPORT_INTERVAL_MS (1 s) for a fuller batch. A proxy
+    stopped (SIGTERM) right after serving must send them before it exits, not drop them:
+    the ledger, read through the other proxy, then equals what the provider served."""
+    stack = make_stack()
+    admin_key = new_admin(stack)
+    user = create_user(stack, admin_key, 1_000_000, tag="stopping")
+    leaving = stack.proxies[1]
+    before = stack.provider_stats()
+    for _ in range(20):
+        response = chat_on(leaving, user["api_key"])
+        assert response.status_code == 200, response.text
+    served = stack.provider_stats()["total_tokens_reported"] - before["total_tokens_reported"]
+    assert served == 20 * HELLO_TOKENS
+    assert quota(stack, user["api_key"])["used_tokens"] < served, (
+        "already reported before the stop: the test would prove nothing"
+    )
+
+    stopped_at = time.monotonic()
+    leaving.process.stop(timeout=10)
+    stack.processes.remove(leaving.process)  # stopped on purpose, not died
+    assert leaving.process.popen.returncode == 0, leaving.process.log_tail()
+    assert time.monotonic() - stopped_at < 10, "Envoy did not exit on SIGTERM"
+
+    settled = wait_until(lambda: quota(stack, user["api_key"])["used_tokens"] == served, timeout=5)
+    used = quota(stack, user["api_key"])["used_tokens"]
+    assert settled, f"ledger {used} ≠ {served} served: the stopping proxy lost usage"

@@ -1638,3 +1638,38 @@ fn reports_wait_for_a_full_batch_or_the_interval_and_a_backlog_drains_on_each_an
     g.on_usage_answer(Some(200), 1_210);
     assert_eq!(g.pending_records(), 0);
 }
+
+#[test]
+fn shutting_down_sends_every_queued_record_at_once_batch_after_batch() {
+    let config = Config::parse(
+        br#"{"proxy_id":"envoy-test","control_plane":{"cluster":"cp","authority":"cp","token":"t"},
+            "lease_request_tokens":1000,"default_estimate_tokens":100,"max_batch":2,
+            "providers":{"openai":{"auth_header":"authorization","auth_value":"Bearer sk"}}}"#,
+    )
+    .unwrap();
+    let mut g = Gateway::new(config, IdGen::from_seed([6; 16]));
+    let s = store();
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    g.on_lease_answer(&key::hash(KEY_A), granted(100_000, 60_000), 0, &s);
+    complete(&mut g, &s, 1, CHAT, 0);
+    for ctx in 2..=3 {
+        g.on_request_headers(ctx, headers(KEY_A), 10, &s);
+        complete(&mut g, &s, ctx, CHAT, 10);
+    }
+    let count = |body: &[u8]| {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["records"].as_array().unwrap().len()
+    };
+    let first = g.on_shutdown(20, &s).expect("sent without waiting");
+    assert_eq!(count(&first), 2);
+    assert_eq!(
+        consumed(&s, KEY_A),
+        3 * 29,
+        "the slice went back: only what was used stays consumed"
+    );
+    let (_, next) = g.on_usage_answer(Some(200), 30);
+    assert_eq!(count(&next.expect("the rest, though not full nor old")), 1);
+    let (_, next) = g.on_usage_answer(None, 40);
+    assert!(next.is_none(), "no tick will come to retry: stop");
+    assert_eq!(g.pending_records(), 1);
+}
