@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from helpers import MODEL, chat, create_user, new_admin, quota, unique_email
+from helpers import MODEL, REPORTED_WITHIN_S, chat, create_user, new_admin, quota, unique_email
 
 HELLO_TOKENS = 28  # what the local provider reports for the default "Hello!" chat
 
@@ -21,13 +21,13 @@ def _admin(stack, key, method, path, **kwargs):
     return response
 
 
-def _settled(stack, key, timeout=5.0):
-    """Polls the quota until two reads a tick apart agree (usage is reported from the
-    filter's tick)."""
+def _settled(stack, key, timeout=10.0):
+    """Polls the quota until two reads agree that are far enough apart for any report
+    to have landed between them."""
     deadline = time.monotonic() + timeout
     last = quota(stack, key)
     while time.monotonic() < deadline:
-        time.sleep(0.4)
+        time.sleep(REPORTED_WITHIN_S)
         current = quota(stack, key)
         if current == last:
             return current

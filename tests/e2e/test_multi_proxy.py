@@ -27,7 +27,7 @@ from contextlib import ExitStack
 import pytest
 import requests
 
-from helpers import create_user, new_admin, quota
+from helpers import REPORTED_WITHIN_S, create_user, new_admin, quota
 from multi_proxy import (
     HELLO_BODY,
     HELLO_TOKENS,
@@ -130,11 +130,11 @@ def test_overspend_with_64_clients_on_two_proxies_stays_within_the_bound(
     assert provider["total_tokens_reported"] == served, provider
     assert provider["completed"] == statuses[200], provider
 
-    # Usage settles (batches from the filters' ticks) to exactly what was served.
+    # Usage settles (the filters' batches) to exactly what was served.
     settled = wait_until(lambda: quota(stack, key)["used_tokens"] == served, timeout=15)
     spent = quota(stack, key)["used_tokens"]
     assert settled, f"ledger {spent} never reached the {served} tokens the provider served"
-    time.sleep(1.0)
+    time.sleep(REPORTED_WITHIN_S)
     assert quota(stack, key)["used_tokens"] == spent, "usage changed after settling: charged twice?"
 
     # The bound (docs/overspend.md): spent ≤ quota + F × (U − 1), F = requests that can

@@ -2,7 +2,7 @@
 
 import time
 
-from helpers import chat, create_user, new_admin, quota
+from helpers import REPORTED_WITHIN_S, chat, create_user, new_admin, quota
 
 
 def test_provider_error_passes_through_and_is_not_charged(stack):
@@ -14,7 +14,7 @@ def test_provider_error_passes_through_and_is_not_charged(stack):
     assert response.json()["error"]["type"] == "server_error"
     after = stack.provider_stats()
     assert after["injected_failures"] - before["injected_failures"] == 1
-    time.sleep(1.0)  # several report ticks
+    time.sleep(REPORTED_WITHIN_S)  # its record has been reported
     q = quota(stack, user["api_key"])
     assert q["used_tokens"] == 0
     assert q["available_quota"] == 5000

@@ -17,7 +17,7 @@ import pytest
 import requests
 from google.genai import errors as genai_errors
 
-from helpers import REPLY_TEXT, REQUEST_TIMEOUT, create_user, new_admin, quota, wait_for_used
+from helpers import REPLY_TEXT, REPORTED_WITHIN_S, REQUEST_TIMEOUT, create_user, new_admin, quota, wait_for_used
 from providers import (
     BEDROCK_MODEL,
     COMPLETION,
@@ -66,8 +66,8 @@ def charged_exactly(stack, user, provider: str, calls: list, expected: int) -> l
         assert [(r["provider"], r["total_tokens"], r["estimated"]) for r in records] == [
             (provider, expected, False)
         ] * len(calls), records
-    # Nothing is charged twice: a few more ticks change nothing.
-    time.sleep(0.6)
+    # Nothing is charged twice: once any report could have landed, nothing changed.
+    time.sleep(REPORTED_WITHIN_S)
     assert quota(stack, user["api_key"])["used_tokens"] == total
     return results
 
