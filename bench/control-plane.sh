@@ -6,11 +6,12 @@
 # PostgreSQL database, creates USERS users, then drives it with wrk:
 #   grants: POST /internal/v1/leases for many distinct users from 8 proxy ids (a new
 #           lease the first time, an extension afterwards), CONNECTIONS at once;
-#   usage:  POST /internal/v1/usage batches of 500 records spread over every user
+#   usage:  POST /internal/v1/usage batches of BATCH records spread over every user
 #           (each record on the user's lease, all request ids new).
 # Prints a table and writes bench/results/control-plane.json.
 #
-# Env: USERS (1000), DURATION (10 s per run), CONNECTIONS (64), BACKENDS
+# Env: USERS (1000), DURATION (10 s per run), CONNECTIONS (64), BATCH (2000, the filter's
+# largest report), BACKENDS
 # ("sqlite postgres"), ALFRED_BENCH_POSTGRES_URL (server URL of a role with CREATEDB,
 # default postgres://alfred:alfred@127.0.0.1:5432/postgres), NO_BUILD=1 to skip cargo.
 set -euo pipefail

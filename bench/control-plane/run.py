@@ -30,7 +30,9 @@ PG_URL = os.environ.get(
     "ALFRED_BENCH_POSTGRES_URL", "postgres://alfred:alfred@127.0.0.1:5432/postgres"
 )
 TOKEN = "bench-filter-token-" + secrets.token_hex(16)
-BATCH = 500
+# Records per usage batch: the filter's largest report (max_batch), which is what a
+# proxy sends under load.
+BATCH = int(os.environ.get("BATCH", "2000"))
 RUNS = os.environ.get("RUNS", "grants usage").split()
 SKIPPED = {"requests": 0, "duration_us": 1, "not_ok": 0, "socket_errors": 0, "p50_us": 0,
            "p99_us": 0, "alfred_cpu_s": 0, "postgres_cpu_s": 0}
@@ -154,7 +156,7 @@ def postgres_pids():
 
 
 def wrk(server, script, connections, users_file):
-    env = dict(os.environ, BENCH_USERS=users_file, BENCH_TOKEN=TOKEN)
+    env = dict(os.environ, BENCH_USERS=users_file, BENCH_TOKEN=TOKEN, BENCH_BATCH=str(BATCH))
     threads = min(2, connections)
     pg = postgres_pids()
     cpu0 = (cpu_seconds([server.proc.pid]), cpu_seconds(pg))

@@ -1,4 +1,4 @@
--- wrk script: usage batches of 500 records spread over every user, all new.
+-- wrk script: usage batches of $BENCH_BATCH records spread over every user, all new.
 -- Reads "key_hash user_id lease_id" lines from $BENCH_USERS.
 -- Request ids have the filter's shape (filter/src/ids.rs): 12 hex digits of time, then
 -- 20 random ones. The time part is the run's start in milliseconds plus the batch
@@ -8,7 +8,7 @@ local counter = 0
 local bad = 0
 local threads = {}
 local start_ms = 0
-local per_batch = 500
+local per_batch = tonumber(os.getenv("BENCH_BATCH") or "2000")
 
 function setup(thread)
     table.insert(threads, thread)
@@ -17,7 +17,7 @@ end
 
 -- The bodies are built once per thread (one per rotation over the users), with "@@"
 -- where each batch puts its number: the client is not what is measured, and building
--- 500 records per request in Lua took a good share of the two cores.
+-- hundreds of records per request in Lua took a good share of the two cores.
 local templates = {}
 
 local function random_hex(digits)
