@@ -64,6 +64,9 @@ pub const RECHECK_AFTER_MS: u64 = 2_500;
 pub const SYNC_EVERY_MS: u64 = 1_000;
 /// A lease is used until this long before the control plane lets its hold go, so the
 /// delay of the answer can never make a proxy spend a hold that was already released.
+/// The report delay is added to it ([`expiry_margin_ms`]): the usage of a request
+/// admitted at the last moment still reaches the control plane before the lease
+/// expires there.
 const EXPIRY_MARGIN_MS: u64 = 1_000;
 /// Lease id of the tokens served from a fail-open allowance, and how long they last.
 pub const FAIL_OPEN_LEASE: &str = "fail-open";
@@ -780,6 +783,7 @@ impl Gateway {
     ) -> Vec<(u32, WaiterOutcome)> {
         self.fetches.remove(key_hash);
         let vm = self.vm;
+        let margin = expiry_margin_ms(&self.config);
         let others = lease_store::update(store, key_hash, vm, now_ms, |rec| {
             let mut dropped_slices = false;
             if rec.fetch_owner == vm {
@@ -804,9 +808,9 @@ impl Gateway {
                         // The control plane extended the lease this process holds.
                         Some(lease) => {
                             lease.granted = *granted_tokens;
-                            lease.expires_at_ms = now_ms
-                                .saturating_add(expires_in_ms.saturating_sub(EXPIRY_MARGIN_MS));
-                            lease.renew_at_ms = renew_at(now_ms, *expires_in_ms);
+                            lease.expires_at_ms =
+                                now_ms.saturating_add(expires_in_ms.saturating_sub(margin));
+                            lease.renew_at_ms = renew_at(now_ms, *expires_in_ms, margin);
                             lease.quota_remaining = *quota_remaining;
                             lease.period_reset_s = *period_reset_s;
                         }
@@ -819,8 +823,8 @@ impl Gateway {
                                 granted: *granted_tokens,
                                 consumed: 0,
                                 expires_at_ms: now_ms
-                                    .saturating_add(expires_in_ms.saturating_sub(EXPIRY_MARGIN_MS)),
-                                renew_at_ms: renew_at(now_ms, *expires_in_ms),
+                                    .saturating_add(expires_in_ms.saturating_sub(margin)),
+                                renew_at_ms: renew_at(now_ms, *expires_in_ms, margin),
                                 quota_remaining: *quota_remaining,
                                 period_reset_s: *period_reset_s,
                             })
@@ -1656,8 +1660,16 @@ fn lease_size(config: &Config, record: &Record, now_ms: u64) -> u64 {
 
 /// When a lease granted at `now_ms` for `expires_in_ms` is renewed if still in use: with a
 /// quarter of its life left, far more than a renewal takes.
-fn renew_at(now_ms: u64, expires_in_ms: u64) -> u64 {
-    now_ms.saturating_add(expires_in_ms.saturating_sub(EXPIRY_MARGIN_MS) / 4 * 3)
+fn renew_at(now_ms: u64, expires_in_ms: u64, margin_ms: u64) -> u64 {
+    now_ms.saturating_add(expires_in_ms.saturating_sub(margin_ms) / 4 * 3)
+}
+
+/// How long before the control plane's expiry a lease stops being used: the answer's
+/// delay ([`EXPIRY_MARGIN_MS`]) plus the longest a usage record waits to be reported.
+pub(crate) fn expiry_margin_ms(config: &Config) -> u64 {
+    EXPIRY_MARGIN_MS
+        .saturating_add(config.report_interval_ms)
+        .saturating_add(config.tick_ms)
 }
 
 fn lease_request_body(config: &Config, key_hash: &str, priority: &str, tokens: u64) -> Vec<u8> {

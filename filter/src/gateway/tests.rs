@@ -349,7 +349,7 @@ fn a_lease_in_use_is_renewed_before_it_expires_and_an_idle_one_is_left_to_expire
     let s = store();
     let mut g = gateway(1);
     warm(&mut g, &s, 100_000); // 60 s lease granted at 0, hardly used
-    let renew_from = (60_000 - EXPIRY_MARGIN_MS) / 4 * 3;
+    let renew_from = (60_000 - expiry_margin_ms(g.config())) / 4 * 3;
     // Early in its life, use does not renew it.
     assert!(matches!(
         g.on_request_headers(1, headers(KEY_A), renew_from - 1, &s),
@@ -565,7 +565,8 @@ fn unexpired_lease_keeps_serving_through_an_outage_and_expiry_forces_a_renewal()
     g.on_lease_answer(&key::hash(KEY_A), granted(100_000, 60_000), 0, &s);
     complete(&mut g, &s, 1, CHAT, 1);
     g.usage_send_failed(2); // control plane gone
-    let late = 60_000 - EXPIRY_MARGIN_MS - 1;
+    let margin = expiry_margin_ms(g.config());
+    let late = 60_000 - margin - 1;
     assert!(matches!(
         g.on_request_headers(2, headers(KEY_A), late, &s),
         HeadersOutcome::Forward { .. }
@@ -577,7 +578,7 @@ fn unexpired_lease_keeps_serving_through_an_outage_and_expiry_forces_a_renewal()
     g.on_lease_answer(&key::hash(KEY_A), Err("unreachable".into()), late, &s);
     // Used until a margin before the control plane releases the hold.
     assert!(matches!(
-        g.on_request_headers(3, headers(KEY_A), 60_000 - EXPIRY_MARGIN_MS, &s),
+        g.on_request_headers(3, headers(KEY_A), 60_000 - margin, &s),
         HeadersOutcome::Wait { fetch: Some(_), .. }
     ));
 }
@@ -1672,4 +1673,28 @@ fn shutting_down_sends_every_queued_record_at_once_batch_after_batch() {
     let (_, next) = g.on_usage_answer(None, 40);
     assert!(next.is_none(), "no tick will come to retry: stop");
     assert_eq!(g.pending_records(), 1);
+}
+
+#[test]
+fn a_lease_stops_being_used_early_enough_for_its_last_report_to_land_before_it_expires() {
+    let config = Config::parse(
+        br#"{"proxy_id":"envoy-test","control_plane":{"cluster":"cp","authority":"cp","token":"t"},
+            "providers":{"openai":{"auth_header":"authorization","auth_value":"Bearer sk"}}}"#,
+    )
+    .unwrap();
+    // 1 s for the answer's delay, plus the report interval (1 s) and a tick (0.2 s).
+    assert_eq!(expiry_margin_ms(&config), 2_200);
+    let mut g = Gateway::new(config, IdGen::from_seed([7; 16]));
+    let s = store();
+    g.on_request_headers(1, headers(KEY_A), 0, &s);
+    g.on_lease_answer(&key::hash(KEY_A), granted(100_000, 60_000), 0, &s);
+    complete(&mut g, &s, 1, CHAT, 0);
+    assert!(matches!(
+        g.on_request_headers(2, headers(KEY_A), 60_000 - 2_200 - 1, &s),
+        HeadersOutcome::Forward { .. }
+    ));
+    assert!(matches!(
+        g.on_request_headers(3, headers(KEY_A), 60_000 - 2_200, &s),
+        HeadersOutcome::Wait { .. }
+    ));
 }
