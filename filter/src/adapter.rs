@@ -272,6 +272,7 @@ impl Root {
     fn usage_in_flight(&self) -> bool {
         self.calls.values().any(|c| matches!(c, RootCall::Usage))
     }
+
     /// Sends a usage batch; a call that cannot be made is retried with backoff.
     fn send_usage(&mut self, gateway: &mut Gateway, body: &[u8], now: u64) {
         match call_control_plane(self, gateway.config(), USAGE_PATH, body) {
