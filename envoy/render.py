@@ -613,6 +613,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                  "control_plane_timeout_ms"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
+    if args.report_interval_ms > 10_000:
+        # Leases stop being used this much before they expire (filter/src/config.rs).
+        p.error("--report-interval-ms must be at most 10000")
     return args
 
 

@@ -343,7 +343,9 @@ impl Root {
 
 impl Context for Root {
     /// Envoy is stopping or the configuration went away: send what is queued now, and
-    /// hold the VM until the control plane has answered (Envoy waits for `done`).
+    /// ask Envoy to keep the VM until the control plane has answered (`done`). A best
+    /// effort: Envoy 1.40 tears worker VMs down at once on SIGTERM, which is why a proxy
+    /// is drained for the report delay before it is stopped (docs/lease-protocol.md).
     fn on_done(&mut self) -> bool {
         let now = now_ms();
         let shared = Rc::clone(&self.gateway);

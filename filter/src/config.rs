@@ -24,6 +24,7 @@ pub struct Config {
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
     /// Longest a usage record waits for its report to fill (a full report goes at once).
+    /// At most [`MAX_REPORT_INTERVAL_MS`]: leases stop being used this much earlier.
     #[serde(default = "default_report_interval_ms")]
     pub report_interval_ms: u64,
     /// Most unsent usage records kept; beyond, the oldest are dropped and counted.
@@ -72,6 +73,11 @@ fn default_timeout_ms() -> u64 {
 fn default_max_batch() -> usize {
     2_000
 }
+/// Longest accepted `report_interval_ms`. A lease stops being used the report delay
+/// before it expires, so a delay near the lease's life (60 s by default) would leave
+/// leases nothing to serve from.
+pub const MAX_REPORT_INTERVAL_MS: u64 = 10_000;
+
 fn default_report_interval_ms() -> u64 {
     1_000
 }
@@ -98,6 +104,11 @@ impl Config {
         if config.lease_request_tokens == 0 || config.tick_ms == 0 || config.max_batch == 0 {
             return Err("invalid alfred filter configuration: lease_request_tokens, tick_ms and max_batch must be positive".into());
         }
+        if config.report_interval_ms > MAX_REPORT_INTERVAL_MS {
+            return Err(format!(
+                "invalid alfred filter configuration: report_interval_ms must be at most {MAX_REPORT_INTERVAL_MS}"
+            ));
+        }
         Ok(config)
     }
 }
@@ -114,6 +125,11 @@ mod tests {
         assert_eq!((c.max_batch, c.report_interval_ms), (2_000, 1_000));
         let err = Config::parse(br#"{"proxy_id":"x","control_plane":{"cluster":"c","authority":"a","token":"t"},"providers":{},"bogus":1}"#).unwrap_err();
         assert!(err.contains("bogus"), "{err}");
+        let err = Config::parse(br#"{"proxy_id":"x","control_plane":{"cluster":"c","authority":"a","token":"t"},"providers":{},"report_interval_ms":10001}"#).unwrap_err();
+        assert!(
+            err.contains("report_interval_ms must be at most 10000"),
+            "{err}"
+        );
         let err = Config::parse(b"not json").unwrap_err();
         assert!(err.contains("invalid alfred filter configuration"), "{err}");
     }

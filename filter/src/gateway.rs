@@ -1583,9 +1583,9 @@ impl Gateway {
 
     /// The VM is shutting down (Envoy is stopping, or the filter's configuration went
     /// away): this VM's slices go back to the shared leases, and its queued records are
-    /// sent at once instead of waiting for a full batch or the report interval. Returns
-    /// the first batch, unless one is already in flight; [`Gateway::on_usage_answer`]
-    /// returns the next ones.
+    /// sent at once instead of waiting for a full batch or the report interval, for as
+    /// long as the host lets the VM live. Returns the first batch, unless one is already
+    /// in flight; [`Gateway::on_usage_answer`] returns the next ones.
     pub fn on_shutdown(&mut self, now_ms: u64, store: &dyn SharedStore) -> Option<Vec<u8>> {
         self.shutting_down = true;
         self.settle_slices(now_ms, store, true);
