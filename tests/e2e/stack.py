@@ -55,7 +55,28 @@ def missing_artifacts() -> list[str]:
     return [str(p) for p in (ALFRED_BIN, PROVIDER_BIN, FILTER_WASM) if not p.exists()]
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port free now, chosen below the kernel's ephemeral range: a port the kernel
+    hands out for `bind(0)` can be taken by any outgoing connection before the server
+    meant to listen on it binds it (a CI run's e2e stage failed on an Envoy admin port
+    already in use, right after the API schema stage's thousands of connections)."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = 10_000 + secrets.randbelow(max(low - 10_000, 1))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
