@@ -1591,14 +1591,24 @@ fn a_spent_lease_waits_for_other_vms_slices_before_refusing() {
     );
 }
 
-#[test]
-fn reports_wait_for_a_full_batch_or_the_interval_and_a_backlog_drains_on_each_answer() {
-    let config = Config::parse(
+/// The default report interval, with batches of two records.
+fn two_record_batches() -> Config {
+    Config::parse(
         br#"{"proxy_id":"envoy-test","control_plane":{"cluster":"cp","authority":"cp","token":"t"},
             "lease_request_tokens":1000,"default_estimate_tokens":100,"max_batch":2,
             "providers":{"openai":{"auth_header":"authorization","auth_value":"Bearer sk"}}}"#,
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn records_in(batch: &[u8]) -> usize {
+    let v: serde_json::Value = serde_json::from_slice(batch).unwrap();
+    v["records"].as_array().unwrap().len()
+}
+
+#[test]
+fn reports_wait_for_a_full_batch_or_the_interval_and_a_backlog_drains_on_each_answer() {
+    let config = two_record_batches();
     assert_eq!(config.report_interval_ms, 1_000, "the default");
     let mut g = Gateway::new(config, IdGen::from_seed([5; 16]));
     let s = store();
@@ -1613,19 +1623,15 @@ fn reports_wait_for_a_full_batch_or_the_interval_and_a_backlog_drains_on_each_an
         g.on_request_headers(ctx, headers(KEY_A), 100, &s);
         complete(&mut g, &s, ctx, CHAT, 100);
     }
-    let count = |body: &[u8]| {
-        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-        v["records"].as_array().unwrap().len()
-    };
     let first = g
         .on_tick(1, 200, &s)
         .usage_batch
         .expect("full: sent at once");
-    assert_eq!(count(&first), 2);
+    assert_eq!(records_in(&first), 2);
     let (outcome, next) = g.on_usage_answer(Some(200), 210);
     assert_eq!(outcome, ReportOutcome::Acknowledged);
     assert_eq!(
-        count(&next.expect("the next full batch, without a tick")),
+        records_in(&next.expect("the next full batch, without a tick")),
         2
     );
     let (_, next) = g.on_usage_answer(Some(200), 220);
@@ -1635,19 +1641,14 @@ fn reports_wait_for_a_full_batch_or_the_interval_and_a_backlog_drains_on_each_an
         .on_tick(1, 1_200, &s)
         .usage_batch
         .expect("waited a second");
-    assert_eq!(count(&last), 1);
+    assert_eq!(records_in(&last), 1);
     g.on_usage_answer(Some(200), 1_210);
     assert_eq!(g.pending_records(), 0);
 }
 
 #[test]
 fn shutting_down_sends_every_queued_record_at_once_batch_after_batch() {
-    let config = Config::parse(
-        br#"{"proxy_id":"envoy-test","control_plane":{"cluster":"cp","authority":"cp","token":"t"},
-            "lease_request_tokens":1000,"default_estimate_tokens":100,"max_batch":2,
-            "providers":{"openai":{"auth_header":"authorization","auth_value":"Bearer sk"}}}"#,
-    )
-    .unwrap();
+    let config = two_record_batches();
     let mut g = Gateway::new(config, IdGen::from_seed([6; 16]));
     let s = store();
     g.on_request_headers(1, headers(KEY_A), 0, &s);
@@ -1657,19 +1658,18 @@ fn shutting_down_sends_every_queued_record_at_once_batch_after_batch() {
         g.on_request_headers(ctx, headers(KEY_A), 10, &s);
         complete(&mut g, &s, ctx, CHAT, 10);
     }
-    let count = |body: &[u8]| {
-        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-        v["records"].as_array().unwrap().len()
-    };
     let first = g.on_shutdown(20, &s).expect("sent without waiting");
-    assert_eq!(count(&first), 2);
+    assert_eq!(records_in(&first), 2);
     assert_eq!(
         consumed(&s, KEY_A),
         3 * 29,
         "the slice went back: only what was used stays consumed"
     );
     let (_, next) = g.on_usage_answer(Some(200), 30);
-    assert_eq!(count(&next.expect("the rest, though not full nor old")), 1);
+    assert_eq!(
+        records_in(&next.expect("the rest, though not full nor old")),
+        1
+    );
     let (_, next) = g.on_usage_answer(None, 40);
     assert!(next.is_none(), "no tick will come to retry: stop");
     assert_eq!(g.pending_records(), 1);
