@@ -259,3 +259,79 @@ fn main() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::thread;
+
+    #[test]
+    fn percentiles_pick_by_rank_and_median_sorts_first() {
+        let sorted = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(percentile(&sorted, 0.0), 1.0);
+        assert_eq!(percentile(&sorted, 50.0), 3.0);
+        assert_eq!(percentile(&sorted, 100.0), 5.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(median(vec![9.0, -1.0, 4.0]), 4.0);
+    }
+
+    /// A server answering each request on a connection with `answer`, closing every
+    /// connection after `per_connection` answers.
+    fn server(answer: &'static [u8], per_connection: usize) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut buf = [0u8; 4096];
+                for _ in 0..per_connection {
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if conn.write_all(answer).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    fn target(addr: SocketAddr) -> Target {
+        Target {
+            name: "t".into(),
+            addr,
+            conn: None,
+            latencies_us: Vec::new(),
+            block_medians_us: Vec::new(),
+            non_2xx: 0,
+        }
+    }
+
+    #[test]
+    fn reads_status_and_whole_body_and_reconnects_when_the_server_closes() {
+        let addr = server(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 5\r\n\r\nslow!", 1);
+        let mut t = target(addr);
+        let mut buf = Vec::new();
+        let bytes = request("/v1/chat/completions", "tp-key", b"{}");
+        for _ in 0..3 {
+            let (status, _) = exchange(&mut t, &bytes, &mut buf).expect("answer");
+            assert_eq!(status, 429);
+            assert!(buf.ends_with(b"slow!"));
+        }
+    }
+
+    #[test]
+    fn a_response_without_content_length_is_an_error() {
+        let addr = server(b"HTTP/1.1 200 OK\r\n\r\n", 10);
+        let mut t = target(addr);
+        let mut buf = Vec::new();
+        let err = exchange(&mut t, &request("/", "k", b""), &mut buf).expect_err("no length");
+        assert!(err.contains("content-length"), "{err}");
+    }
+}
