@@ -68,8 +68,13 @@ fn parse_args() -> Result<Options, String> {
             }
             "--keys-file" => {
                 let f = value("--keys-file")?;
-                let text = std::fs::read_to_string(&f).map_err(|e| format!("--keys-file {f}: {e}"))?;
-                keys = text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
+                let text =
+                    std::fs::read_to_string(&f).map_err(|e| format!("--keys-file {f}: {e}"))?;
+                keys = text
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect();
             }
             target => {
                 let (name, addr) = target
@@ -153,12 +158,17 @@ fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Result<u16, String>
 
 /// One request on `target`'s connection (opened, or reopened once if the proxy closed
 /// it): the status and the time from the first byte written to the last byte read.
-fn exchange(target: &mut Target, bytes: &[u8], buf: &mut Vec<u8>) -> Result<(u16, Duration), String> {
+fn exchange(
+    target: &mut Target,
+    bytes: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(u16, Duration), String> {
     for attempt in 0..2 {
         let conn = match target.conn.as_mut() {
             Some(c) => c,
             None => {
-                let c = TcpStream::connect(target.addr).map_err(|e| format!("{}: {e}", target.name))?;
+                let c =
+                    TcpStream::connect(target.addr).map_err(|e| format!("{}: {e}", target.name))?;
                 c.set_nodelay(true).map_err(|e| e.to_string())?;
                 target.conn.insert(c)
             }
@@ -194,7 +204,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn run(mut o: Options) -> Result<String, String> {
-    let requests: Vec<Vec<u8>> = o.keys.iter().map(|k| request(&o.path, k, &o.body)).collect();
+    let requests: Vec<Vec<u8>> = o
+        .keys
+        .iter()
+        .map(|k| request(&o.path, k, &o.body))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs_f64(o.seconds);
     let mut buf = Vec::with_capacity(64 * 1024);
     let n = o.targets.len();
@@ -315,7 +329,10 @@ mod tests {
 
     #[test]
     fn reads_status_and_whole_body_and_reconnects_when_the_server_closes() {
-        let addr = server(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 5\r\n\r\nslow!", 1);
+        let addr = server(
+            b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 5\r\n\r\nslow!",
+            1,
+        );
         let mut t = target(addr);
         let mut buf = Vec::new();
         let bytes = request("/v1/chat/completions", "tp-key", b"{}");
