@@ -73,6 +73,22 @@ const STRIPPED: [&str; KEY_HEADERS.len() + ALFRED_HEADERS.len()] = {
     all
 };
 
+/// The request headers read, in one pass: `:path`, `content-length`, then [`STRIPPED`].
+const READ_HEADERS: [&str; STRIPPED_AT + STRIPPED.len()] = {
+    let mut all = [""; STRIPPED_AT + STRIPPED.len()];
+    all[PATH] = ":path";
+    all[CONTENT_LENGTH] = "content-length";
+    let mut i = 0;
+    while i < STRIPPED.len() {
+        all[STRIPPED_AT + i] = STRIPPED[i];
+        i += 1;
+    }
+    all
+};
+const PATH: usize = 0;
+const CONTENT_LENGTH: usize = 1;
+const STRIPPED_AT: usize = 2;
+
 /// The host's `get_header_map_pairs`, called directly: the SDK's getter copies every
 /// header into allocations of its own, this reads the host's one buffer in place.
 mod raw {
@@ -581,35 +597,31 @@ impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let now = now_ms();
         // One host call for all headers (each single-header call crosses the VM boundary),
-        // read in place: only values that are not UTF-8 are copied.
+        // read in place in one pass: only values that are not UTF-8 are copied.
         let buffer = HostBuffer::request_headers();
-        let Some(all) = buffer.as_ref().and_then(|b| header_map::parse(b.bytes())) else {
+        let Some(found) = buffer
+            .as_ref()
+            .and_then(|b| header_map::pick(b.bytes(), &READ_HEADERS))
+        else {
             // Not the client's fault: answering "invalid key" would mislead.
             error!("alfred: the host's request header map could not be read");
             let reply = Refusal::GovernanceUnavailable.reply("unreadable-headers", Family::OpenAi);
             self.respond(&reply);
             return Action::Pause;
         };
-        let text = |name: &str| -> Option<Cow<'_, str>> {
-            all.iter()
-                .find(|(n, _)| *n == name.as_bytes())
-                .map(|(_, v)| lossy(v))
-        };
-        let path = text(":path").unwrap_or_default();
-        let key_values: Vec<(&str, Cow<'_, str>)> = KEY_HEADERS
-            .iter()
-            .filter_map(|h| text(h).map(|v| (*h, v)))
-            .collect();
-        self.present = STRIPPED
+        let text = |i: usize| found[i].map(lossy);
+        let path = text(PATH).unwrap_or_default();
+        let stripped = &found[STRIPPED_AT..];
+        self.present = stripped
             .iter()
             .enumerate()
-            .filter(|(_, h)| all.iter().any(|(n, _)| *n == h.as_bytes()))
+            .filter(|(_, v)| v.is_some())
             .fold(0, |bits, (i, _)| bits | 1 << i);
+        let key_values: [Option<Cow<'_, str>>; KEY_HEADERS.len()] =
+            std::array::from_fn(|i| text(STRIPPED_AT + i));
         let mut client_key = key::find(|name| {
-            key_values
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_ref())
+            let i = KEY_HEADERS.iter().position(|h| *h == name)?;
+            key_values[i].as_deref()
         });
         // A key in the query string (Gemini REST style) must not travel upstream either.
         let query_key = key::from_query(&path);
@@ -619,10 +631,14 @@ impl HttpContext for Request {
                 client_key = key::find(|name| (name == "x-api-key").then_some(*key_in_query));
             }
         }
-        let content_length = text("content-length").and_then(|v| v.trim().parse().ok());
-        let priority = text("x-priority");
-        let privacy = text("x-privacy-mode");
-        let project_id = text("x-project-id");
+        let content_length = text(CONTENT_LENGTH).and_then(|v| v.trim().parse().ok());
+        let alfred = |name: &str| {
+            let i = ALFRED_HEADERS.iter().position(|h| *h == name)?;
+            text(STRIPPED_AT + KEY_HEADERS.len() + i)
+        };
+        let priority = alfred("x-priority");
+        let privacy = alfred("x-privacy-mode");
+        let project_id = alfred("x-project-id");
         let headers = RequestHeaders {
             path: &path,
             key: client_key,

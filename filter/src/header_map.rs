@@ -6,15 +6,39 @@
 /// The headers in `bytes`, in order, as (name, value) slices of it. `None` when the
 /// buffer is not a well-formed map (it never panics, whatever the bytes).
 pub fn parse(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let mut pairs = Vec::new();
+    walk(bytes, |name, value| pairs.push((name, value)))?;
+    Some(pairs)
+}
+
+/// The first value of each of `names` (lower-case, as Envoy gives header names), read
+/// in one pass over the map without allocating: the request path looks up a dozen
+/// names, and a scan per name, or a list of every pair, cost more than this. `None`
+/// when the buffer is not a well-formed map.
+pub fn pick<'a, const N: usize>(
+    bytes: &'a [u8],
+    names: &[&str; N],
+) -> Option<[Option<&'a [u8]>; N]> {
+    let mut found = [None; N];
+    walk(bytes, |name, value| {
+        if let Some(i) = names.iter().position(|n| n.as_bytes() == name) {
+            found[i].get_or_insert(value);
+        }
+    })?;
+    Some(found)
+}
+
+/// Calls `each` with every (name, value) in order; `None` (after any calls) when the
+/// map is malformed.
+fn walk<'a>(bytes: &'a [u8], mut each: impl FnMut(&'a [u8], &'a [u8])) -> Option<()> {
     if bytes.is_empty() {
-        return Some(Vec::new());
+        return Some(());
     }
     let count = usize::try_from(read_u32(bytes, 0)?).ok()?;
     let sizes_end = count.checked_mul(8)?.checked_add(4)?;
     if sizes_end > bytes.len() {
         return None;
     }
-    let mut pairs = Vec::with_capacity(count);
     let mut at = sizes_end;
     for i in 0..count {
         let name_len = usize::try_from(read_u32(bytes, 4 + i * 8)?).ok()?;
@@ -23,9 +47,9 @@ pub fn parse(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
         at += name_len + 1;
         let value = bytes.get(at..at.checked_add(value_len)?)?;
         at += value_len + 1;
-        pairs.push((name, value));
+        each(name, value);
     }
-    (at <= bytes.len()).then_some(pairs)
+    (at <= bytes.len()).then_some(())
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
@@ -67,6 +91,31 @@ mod tests {
     }
 
     #[test]
+    fn pick_takes_the_first_value_of_each_name_in_one_pass() {
+        let map = serialize(&[
+            (b":path", b"/v1/chat/completions"),
+            (b"x-api-key", b"first"),
+            (b"authorization", b"Bearer tp-x"),
+            (b"x-api-key", b"second"),
+            (b"x-other", b"ignored"),
+        ]);
+        let names = ["authorization", "x-api-key", ":path", "x-priority"];
+        let found = pick(&map, &names).expect("well formed");
+        assert_eq!(
+            found,
+            [
+                Some(&b"Bearer tp-x"[..]),
+                Some(&b"first"[..]),
+                Some(&b"/v1/chat/completions"[..]),
+                None
+            ]
+        );
+        assert_eq!(pick(&[], &names), Some([None; 4]));
+        // A malformed map gives nothing, even when the names came before the fault.
+        assert_eq!(pick(&map[..map.len() - 3], &names), None);
+    }
+
+    #[test]
     fn malformed_maps_are_refused_without_panicking() {
         let good = serialize(&[(b"a", b"b"), (b"cc", b"dd")]);
         // Every truncation of a good map.
@@ -90,6 +139,7 @@ mod tests {
                 })
                 .collect();
             let _ = parse(&bytes);
+            let _ = pick(&bytes, &["a", "cc"]);
         }
     }
 }
