@@ -49,7 +49,8 @@ SATURATED_CYCLES = int(os.environ.get("BENCH_SATURATED_CYCLES", "3"))
 # Alfred's usage records reach the control plane up to the report interval (1 s) after
 # their requests. Each block follows a lead-in of the same load, not counted, so the
 # control plane ingests during the block as it would under steady load; after Alfred's
-# block the bench waits for the reports to drain, so the next mode does not pay for them.
+# block the bench waits this long (the report interval, a tick and an ingestion round,
+# with room to spare) so the next mode does not pay for Alfred's last reports.
 SATURATED_DRAIN_SECONDS = float(os.environ.get("BENCH_SATURATED_DRAIN_SECONDS", "2.5"))
 SERIAL_SECONDS = float(os.environ.get("BENCH_SERIAL_SECONDS", "8"))
 SERIAL_BLOCK = int(os.environ.get("BENCH_SERIAL_BLOCK", "50"))
