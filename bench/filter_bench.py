@@ -54,6 +54,21 @@ SATURATED_CYCLES = int(os.environ.get("BENCH_SATURATED_CYCLES", "3"))
 SATURATED_DRAIN_SECONDS = float(os.environ.get("BENCH_SATURATED_DRAIN_SECONDS", "2.5"))
 SERIAL_SECONDS = float(os.environ.get("BENCH_SERIAL_SECONDS", "8"))
 SERIAL_BLOCK = int(os.environ.get("BENCH_SERIAL_BLOCK", "50"))
+# Where the serial run's processes go (each mode alike):
+# - "proxy-core" (default): the front Envoys alone on core 0; the client, the upstream and
+#   the control plane on core 1. As in a deployment, nothing but the proxy runs on the
+#   proxy's core between the callbacks of a request.
+# - "one-core": the whole request path (client, front Envoys, upstream) on core 0 and the
+#   control plane on core 1. Between a request's callbacks the same core runs the upstream
+#   and the client, which evict the filter's code and data: a cost no deployment pays,
+#   kept for comparison with runs before 2026-12-01.
+SERIAL_LAYOUTS = {
+    "proxy-core": "the front Envoys alone on one core and the client, the upstream and the control plane on the other",
+    "one-core": "the request path (client, front Envoys, upstream) on one core and the control plane on the other",
+}
+SERIAL_LAYOUT = os.environ.get("BENCH_SERIAL_LAYOUT", "proxy-core")
+if SERIAL_LAYOUT not in SERIAL_LAYOUTS:
+    sys.exit(f"BENCH_SERIAL_LAYOUT must be one of {', '.join(SERIAL_LAYOUTS)}, not {SERIAL_LAYOUT!r}")
 CONCURRENCY = os.environ.get("BENCH_ENVOY_CONCURRENCY", "2")
 SATURATION_CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 MEMORY_KEYS = int(os.environ.get("BENCH_MEMORY_KEYS", "10000"))
@@ -210,8 +225,9 @@ def run_serial(fronts: dict[str, int], keys_file: str, body_file: str) -> dict:
     mode alike (each block's first request, the first after another mode ran, is not
     counted)."""
     targets = [f"{mode}=127.0.0.1:{port}" for mode, port in fronts.items()]
+    client_cpu = "1" if SERIAL_LAYOUT == "proxy-core" else "0"
     out = subprocess.run(
-        ["taskset", "-c", "0", SERIAL_CLIENT, "--seconds", str(SERIAL_SECONDS), "--block", str(SERIAL_BLOCK),
+        ["taskset", "-c", client_cpu, SERIAL_CLIENT, "--seconds", str(SERIAL_SECONDS), "--block", str(SERIAL_BLOCK),
          "--path", BENCH_PATH,
          "--body-file", body_file, "--keys-file", keys_file, *targets],
         capture_output=True, text=True, check=True,
@@ -262,7 +278,7 @@ def main() -> None:
     procs = Procs(work)
     token = "bench-filter-token-" + "x" * 32
     results: dict = {
-        "machine": {"cores": os.cpu_count(), "envoy_concurrency": int(CONCURRENCY)},
+        "machine": {"cores": os.cpu_count(), "envoy_concurrency": int(CONCURRENCY), "serial_layout": SERIAL_LAYOUT},
         "method": {"rounds": ROUNDS, "serial_seconds": SERIAL_SECONDS, "serial_block": SERIAL_BLOCK,
                    "saturated_block": SATURATED_BLOCK, "saturated_cycles_per_round": SATURATED_CYCLES,
                    "saturated_drain_seconds": SATURATED_DRAIN_SECONDS,
@@ -338,12 +354,15 @@ def main() -> None:
         with open(body_file, "w") as f:
             f.write(CHAT_BODY)
         for r in range(ROUNDS):
-            # Serial: the whole request path (client, front Envoys, upstream) on one core
-            # and the control plane on the other, so the latency is the work on the path,
-            # not where the scheduler happened to wake each hop.
+            # Serial: every process pinned (see SERIAL_LAYOUT), so the latency is the work
+            # on the path, not where the scheduler happened to wake each hop.
             front_pids = [proc.pid for _, _, proc in fronts.values()]
-            pin([*front_pids, upstream.pid], "0")
-            pin([control_plane.pid], "1")
+            if SERIAL_LAYOUT == "proxy-core":
+                pin(front_pids, "0")
+                pin([upstream.pid, control_plane.pid], "1")
+            else:
+                pin([*front_pids, upstream.pid], "0")
+                pin([control_plane.pid], "1")
             interleaved = run_serial({m: fronts[m][0] for m in order}, warm_keys_file, body_file)
             pin([*front_pids, upstream.pid, control_plane.pid], ALL_CPUS)
             for mode in order:
@@ -454,8 +473,8 @@ def main() -> None:
     lines = [
         f"Median of {ROUNDS} rounds. Serial: each round sends one request at a time for {SERIAL_SECONDS:g} s, "
         f"the modes taking turns in blocks of {SERIAL_BLOCK} requests (bench/serial-client; a block's first "
-        "request is not counted), with the request path (client, front Envoys, upstream) on one core and the "
-        "control plane on the other; \"paired\" is the median over cycles of each block's median less bare "
+        f"request is not counted), with {SERIAL_LAYOUTS[SERIAL_LAYOUT]} (layout `{SERIAL_LAYOUT}`); "
+        "\"paired\" is the median over cycles of each block's median less bare "
         f"Envoy's. Saturated: {SATURATED_CYCLES} cycles per round in which every mode runs {SATURATED_BLOCK} with "
         f"{SATURATION_CONNECTIONS} connections after a lead-in of the same load (so the control plane ingests "
         "Alfred's usage as under steady load), the order rotated each cycle; req/s and CPU per request (by process) "
