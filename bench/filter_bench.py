@@ -63,8 +63,12 @@ SERIAL_BLOCK = int(os.environ.get("BENCH_SERIAL_BLOCK", "50"))
 #   and the client, which evict the filter's code and data: a cost no deployment pays,
 #   kept for comparison with runs before 2026-12-01.
 SERIAL_LAYOUTS = {
-    "proxy-core": "the front Envoys alone on one core and the client, the upstream and the control plane on the other",
-    "one-core": "the request path (client, front Envoys, upstream) on one core and the control plane on the other",
+    "proxy-core": {"front": "0", "client": "1", "upstream": "1", "control plane": "1",
+                   "says": "the front Envoys alone on one core and the client, the upstream and the control plane "
+                           "on the other"},
+    "one-core": {"front": "0", "client": "0", "upstream": "0", "control plane": "1",
+                 "says": "the request path (client, front Envoys, upstream) on one core and the control plane on "
+                         "the other"},
 }
 SERIAL_LAYOUT = os.environ.get("BENCH_SERIAL_LAYOUT", "proxy-core")
 if SERIAL_LAYOUT not in SERIAL_LAYOUTS:
@@ -225,9 +229,8 @@ def run_serial(fronts: dict[str, int], keys_file: str, body_file: str) -> dict:
     mode alike (each block's first request, the first after another mode ran, is not
     counted)."""
     targets = [f"{mode}=127.0.0.1:{port}" for mode, port in fronts.items()]
-    client_cpu = "1" if SERIAL_LAYOUT == "proxy-core" else "0"
     out = subprocess.run(
-        ["taskset", "-c", client_cpu, SERIAL_CLIENT, "--seconds", str(SERIAL_SECONDS), "--block", str(SERIAL_BLOCK),
+        ["taskset", "-c", SERIAL_LAYOUTS[SERIAL_LAYOUT]["client"], SERIAL_CLIENT, "--seconds", str(SERIAL_SECONDS), "--block", str(SERIAL_BLOCK),
          "--path", BENCH_PATH,
          "--body-file", body_file, "--keys-file", keys_file, *targets],
         capture_output=True, text=True, check=True,
@@ -357,12 +360,10 @@ def main() -> None:
             # Serial: every process pinned (see SERIAL_LAYOUT), so the latency is the work
             # on the path, not where the scheduler happened to wake each hop.
             front_pids = [proc.pid for _, _, proc in fronts.values()]
-            if SERIAL_LAYOUT == "proxy-core":
-                pin(front_pids, "0")
-                pin([upstream.pid, control_plane.pid], "1")
-            else:
-                pin([*front_pids, upstream.pid], "0")
-                pin([control_plane.pid], "1")
+            layout = SERIAL_LAYOUTS[SERIAL_LAYOUT]
+            pin(front_pids, layout["front"])
+            pin([upstream.pid], layout["upstream"])
+            pin([control_plane.pid], layout["control plane"])
             interleaved = run_serial({m: fronts[m][0] for m in order}, warm_keys_file, body_file)
             pin([*front_pids, upstream.pid, control_plane.pid], ALL_CPUS)
             for mode in order:
@@ -473,7 +474,7 @@ def main() -> None:
     lines = [
         f"Median of {ROUNDS} rounds. Serial: each round sends one request at a time for {SERIAL_SECONDS:g} s, "
         f"the modes taking turns in blocks of {SERIAL_BLOCK} requests (bench/serial-client; a block's first "
-        f"request is not counted), with {SERIAL_LAYOUTS[SERIAL_LAYOUT]} (layout `{SERIAL_LAYOUT}`); "
+        f"request is not counted), with {SERIAL_LAYOUTS[SERIAL_LAYOUT]['says']} (layout `{SERIAL_LAYOUT}`); "
         "\"paired\" is the median over cycles of each block's median less bare "
         f"Envoy's. Saturated: {SATURATED_CYCLES} cycles per round in which every mode runs {SATURATED_BLOCK} with "
         f"{SATURATION_CONNECTIONS} connections after a lead-in of the same load (so the control plane ingests "
