@@ -54,14 +54,11 @@ SATURATED_CYCLES = int(os.environ.get("BENCH_SATURATED_CYCLES", "3"))
 SATURATED_DRAIN_SECONDS = float(os.environ.get("BENCH_SATURATED_DRAIN_SECONDS", "2.5"))
 SERIAL_SECONDS = float(os.environ.get("BENCH_SERIAL_SECONDS", "8"))
 SERIAL_BLOCK = int(os.environ.get("BENCH_SERIAL_BLOCK", "50"))
-# Where the serial run's processes go (each mode alike):
-# - "proxy-core" (default): the front Envoys alone on core 0; the client, the upstream and
-#   the control plane on core 1. As in a deployment, nothing but the proxy runs on the
-#   proxy's core between the callbacks of a request.
-# - "one-core": the whole request path (client, front Envoys, upstream) on core 0 and the
-#   control plane on core 1. Between a request's callbacks the same core runs the upstream
-#   and the client, which evict the filter's code and data: a cost no deployment pays,
-#   kept for comparison with runs before 2026-12-01.
+# Where the serial run's processes go, by core (each mode alike). "proxy-core" (default)
+# gives the front Envoys a core of their own, as in a deployment. "one-core" is the layout
+# of runs before 2026-12-01: the upstream and the client share the proxy's core and, run
+# between a request's callbacks, evict the filter's code and data, a cost no deployment
+# pays.
 SERIAL_LAYOUTS = {
     "proxy-core": {"front": "0", "client": "1", "upstream": "1", "control plane": "1",
                    "says": "the front Envoys alone on one core and the client, the upstream and the control plane "
@@ -73,6 +70,7 @@ SERIAL_LAYOUTS = {
 SERIAL_LAYOUT = os.environ.get("BENCH_SERIAL_LAYOUT", "proxy-core")
 if SERIAL_LAYOUT not in SERIAL_LAYOUTS:
     sys.exit(f"BENCH_SERIAL_LAYOUT must be one of {', '.join(SERIAL_LAYOUTS)}, not {SERIAL_LAYOUT!r}")
+PLACEMENT = SERIAL_LAYOUTS[SERIAL_LAYOUT]
 CONCURRENCY = os.environ.get("BENCH_ENVOY_CONCURRENCY", "2")
 SATURATION_CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 MEMORY_KEYS = int(os.environ.get("BENCH_MEMORY_KEYS", "10000"))
@@ -230,7 +228,7 @@ def run_serial(fronts: dict[str, int], keys_file: str, body_file: str) -> dict:
     counted)."""
     targets = [f"{mode}=127.0.0.1:{port}" for mode, port in fronts.items()]
     out = subprocess.run(
-        ["taskset", "-c", SERIAL_LAYOUTS[SERIAL_LAYOUT]["client"], SERIAL_CLIENT, "--seconds", str(SERIAL_SECONDS), "--block", str(SERIAL_BLOCK),
+        ["taskset", "-c", PLACEMENT["client"], SERIAL_CLIENT, "--seconds", str(SERIAL_SECONDS), "--block", str(SERIAL_BLOCK),
          "--path", BENCH_PATH,
          "--body-file", body_file, "--keys-file", keys_file, *targets],
         capture_output=True, text=True, check=True,
@@ -360,10 +358,9 @@ def main() -> None:
             # Serial: every process pinned (see SERIAL_LAYOUT), so the latency is the work
             # on the path, not where the scheduler happened to wake each hop.
             front_pids = [proc.pid for _, _, proc in fronts.values()]
-            layout = SERIAL_LAYOUTS[SERIAL_LAYOUT]
-            pin(front_pids, layout["front"])
-            pin([upstream.pid], layout["upstream"])
-            pin([control_plane.pid], layout["control plane"])
+            pin(front_pids, PLACEMENT["front"])
+            pin([upstream.pid], PLACEMENT["upstream"])
+            pin([control_plane.pid], PLACEMENT["control plane"])
             interleaved = run_serial({m: fronts[m][0] for m in order}, warm_keys_file, body_file)
             pin([*front_pids, upstream.pid, control_plane.pid], ALL_CPUS)
             for mode in order:
@@ -474,7 +471,7 @@ def main() -> None:
     lines = [
         f"Median of {ROUNDS} rounds. Serial: each round sends one request at a time for {SERIAL_SECONDS:g} s, "
         f"the modes taking turns in blocks of {SERIAL_BLOCK} requests (bench/serial-client; a block's first "
-        f"request is not counted), with {SERIAL_LAYOUTS[SERIAL_LAYOUT]['says']} (layout `{SERIAL_LAYOUT}`); "
+        f"request is not counted), with {PLACEMENT['says']} (layout `{SERIAL_LAYOUT}`); "
         "\"paired\" is the median over cycles of each block's median less bare "
         f"Envoy's. Saturated: {SATURATED_CYCLES} cycles per round in which every mode runs {SATURATED_BLOCK} with "
         f"{SATURATION_CONNECTIONS} connections after a lead-in of the same load (so the control plane ingests "
