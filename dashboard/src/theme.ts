@@ -19,21 +19,24 @@ function apply(theme: Theme) {
   else delete document.documentElement.dataset.theme;
 }
 
+function save(theme: Theme) {
+  try {
+    localStorage.setItem(KEY, theme);
+  } catch {
+    // Private mode without storage: the toggle still works for this page.
+  }
+}
+
 export function useTheme(): [Theme, () => void] {
   const [theme, setTheme] = useState<Theme>(saved);
-  useEffect(() => {
-    apply(theme);
-    try {
-      localStorage.setItem(KEY, theme);
-    } catch {
-      // Private mode without storage: the toggle still works for this page.
-    }
-  }, [theme]);
-  // Applied at once on a toggle (not only in the effect, which runs after the next
-  // paint), so the page never shows the old theme after the click.
+  useEffect(() => apply(theme), [theme]);
+  // Applied and saved at once on a toggle, not in an effect (which runs after the next
+  // paint): the page never shows the old theme after the click, and a reload or a
+  // closed tab right after it keeps the choice.
   const toggle = () => {
     const next: Theme = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
     apply(next);
+    save(next);
     setTheme(next);
   };
   return [theme, toggle];

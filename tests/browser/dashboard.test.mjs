@@ -570,7 +570,13 @@ test("the dashboard end to end", async (t) => {
   await t.test("dark mode persists across a reload", async () => {
     await page.getByTestId("nav-overview").click();
     await page.getByTestId("chart-cost-trend").waitFor({ timeout: TIMEOUT });
-    await page.getByTestId("theme-toggle").click();
+    // The choice is saved by the click itself: a reload or closed tab right after it
+    // (before the next paint) keeps it.
+    const savedAtClick = await page.evaluate(() => {
+      document.querySelector('[data-testid="theme-toggle"]').click();
+      return localStorage.getItem("alfred-theme");
+    });
+    assert.equal(savedAtClick, "dark");
     assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "dark");
     await page.reload();
     await page.getByTestId("chart-cost-trend").waitFor({ timeout: TIMEOUT });
